@@ -1,0 +1,9 @@
+"""kgates: recurrent cells for Keras 3 that show their gates."""
+
+from kgates.gates import split_gates as split_gates
+from kgates.gru import GRUCell as GRUCell
+from kgates.lstm import VARIANTS as VARIANTS
+from kgates.lstm import LSTMCell as LSTMCell
+from kgates.rnn import GatedRNN as GatedRNN
+
+__version__ = "0.1.0"

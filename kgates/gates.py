@@ -1,0 +1,144 @@
+"""What every kgates cell shares: gate pinning, packing gates into the output,
+and splitting them back out by name."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import keras
+from keras import ops
+
+
+def check_units(units: Any, cls_name: str) -> int:
+    if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+        raise ValueError(f"{cls_name}: argument `units` must be a positive integer, got {units!r}.")
+    return units
+
+
+def check_pin(pin: Mapping[str, float] | None, pinnable: tuple[str, ...], cls_name: str) -> dict:
+    """Validates `pin` and returns it as a plain dict in gate order.
+
+    A pinned gate is a constant in [0, 1], the range of a sigmoid gate.
+    """
+    if pin is None:
+        return {}
+    if not isinstance(pin, Mapping):
+        raise TypeError(
+            f"{cls_name}: argument `pin` must be a dict mapping gate names to "
+            f"constants, such as {{'{pinnable[0]}': 1.0}}; got {pin!r}."
+        )
+    for name, value in pin.items():
+        if name not in pinnable:
+            raise ValueError(
+                f"{cls_name}: unknown gate {name!r} in argument `pin`; "
+                f"the gates that can be pinned are {pinnable}."
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(
+                f"{cls_name}: `pin[{name!r}]` must be a number in [0, 1], got {value!r}."
+            )
+        if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+            raise ValueError(
+                f"{cls_name}: `pin[{name!r}]` must lie in [0, 1], the range of a "
+                f"sigmoid gate; got {value!r}."
+            )
+    return {name: float(pin[name]) for name in pinnable if name in pin}
+
+
+def check_step_input_shape(input_shape: tuple, cls_name: str) -> None:
+    if len(input_shape) != 2:
+        raise ValueError(
+            f"{cls_name} steps through inputs of shape (batch, features), got a "
+            f"step input of shape {tuple(input_shape)}. Wrap the cell in "
+            "keras.layers.RNN or kgates.GatedRNN and pass sequences of shape "
+            "(batch, time, features)."
+        )
+
+
+class GatedCellMixin:
+    """Gate packing and pinning, shared by `LSTMCell` and `GRUCell`.
+
+    A cell sets `gate_names` (what it reports, in order) and `pin`, then calls
+    `self._pack(h, gates)` to build its step output.
+    """
+
+    gate_names: tuple[str, ...] = ()
+
+    @property
+    def return_gates(self) -> bool:
+        return self._return_gates
+
+    @return_gates.setter
+    def return_gates(self, value: bool) -> None:
+        self._return_gates = bool(value)
+        width = 1 + len(self.gate_names) if self._return_gates else 1
+        self.output_size = self.units * width
+
+    def _pinned(self, name: str, like):
+        """The constant of a pinned gate, shaped and typed like `like`."""
+        return ops.full_like(like, self.pin[name])
+
+    def _pack(self, h, gates: dict):
+        if not self._return_gates:
+            return h
+        return ops.concatenate([h] + [gates[name] for name in self.gate_names], axis=-1)
+
+
+def _gate_names_of(obj) -> tuple[tuple[str, ...], int]:
+    cell = getattr(obj, "cell", obj)
+    names = getattr(cell, "gate_names", None)
+    if not names:
+        raise TypeError(
+            "split_gates: argument `cell` must be a kgates cell or a recurrent "
+            f"layer built on one (keras.layers.RNN, kgates.GatedRNN); got {obj!r}."
+        )
+    return tuple(names), cell.units
+
+
+def split_gates(y, cell) -> dict:
+    """Splits a packed `return_gates` output into a dict of named tensors.
+
+    Args:
+        y: the output of a recurrent layer whose cell has `return_gates=True`:
+            shape `(..., units * (1 + len(cell.gate_names)))`. The output of a
+            `keras.layers.Bidirectional` with `merge_mode="concat"` (twice as
+            wide) is also accepted.
+        cell: the kgates cell, the `keras.layers.RNN` that holds it, or the
+            `keras.layers.Bidirectional` wrapper around such a layer.
+
+    Returns:
+        `{"h": ..., gate: ...}`, each `(..., units)`, in `cell.gate_names`
+        order. For a `Bidirectional` wrapper: `{"forward": {...}, "backward":
+        {...}}`.
+
+    Example:
+
+    >>> cell = kgates.LSTMCell(4, return_gates=True)
+    >>> y = keras.layers.RNN(cell, return_sequences=True)(np.zeros((2, 3, 5)))
+    >>> sorted(kgates.split_gates(y, cell))
+    ['c', 'f', 'g', 'h', 'i', 'o']
+    """
+    if isinstance(cell, keras.layers.Bidirectional):
+        names, units = _gate_names_of(cell.forward_layer)
+        width = units * (1 + len(names))
+        if y.shape[-1] != 2 * width:
+            raise ValueError(
+                f"split_gates: a Bidirectional output of last dimension {2 * width} "
+                "(merge_mode='concat', return_gates=True) was expected, got shape "
+                f"{tuple(y.shape)}."
+            )
+        return {
+            "forward": split_gates(y[..., :width], cell.forward_layer),
+            "backward": split_gates(y[..., width:], cell.backward_layer),
+        }
+    names, units = _gate_names_of(cell)
+    width = units * (1 + len(names))
+    if y.shape[-1] != width:
+        raise ValueError(
+            f"split_gates: argument `y` must have last dimension {width} "
+            f"(h and the gates {names}, {units} units each); got shape "
+            f"{tuple(y.shape)}. Was the cell built with return_gates=True?"
+        )
+    return {name: y[..., k * units : (k + 1) * units] for k, name in enumerate(("h",) + names)}

@@ -1,0 +1,190 @@
+"""The GRU cell."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import keras
+from keras import ops
+
+from kgates.gates import (
+    GatedCellMixin,
+    check_pin,
+    check_step_input_shape,
+    check_units,
+)
+
+
+@keras.saving.register_keras_serializable(package="kgates")
+class GRUCell(GatedCellMixin, keras.layers.GRUCell):
+    """GRU cell that can return its gates.
+
+    A drop-in replacement for `keras.layers.GRUCell`: same arguments,
+    defaults, weights (`kernel`, `recurrent_kernel`, `bias`, gate order z, r,
+    h) and results. One step computes:
+
+        z = sigma(x W_z + h_tm1 U_z + b_z)
+        r = sigma(x W_r + h_tm1 U_r + b_r)
+        g = tanh(x W_g + r * (h_tm1 U_g) + b)      reset_after=True (default)
+        g = tanh(x W_g + (r * h_tm1) U_g + b)      reset_after=False
+        h = z * h_tm1 + (1 - z) * g
+
+    A pinned gate is a constant and owns no weight columns. With
+    `pin={"r": 1.0, "z": 0.0}` the cell is a plain tanh RNN
+    (`keras.layers.SimpleRNNCell`) with kernel W_g and recurrent kernel U_g.
+
+    Args:
+        units: Positive integer, dimensionality of the output space.
+        activation, recurrent_activation, use_bias, kernel_initializer,
+        recurrent_initializer, bias_initializer, kernel_regularizer,
+        recurrent_regularizer, bias_regularizer, kernel_constraint,
+        recurrent_constraint, bias_constraint, dropout, recurrent_dropout,
+        reset_after, seed: as in `keras.layers.GRUCell`, with the same
+            defaults.
+        return_gates: If True, the step output is `h` followed by the gates in
+            `gate_names` order (`z r g`), each `units` wide. Default: False.
+        pin: dict pinning gates `z` or `r` to constants in [0, 1]. Default:
+            None (no gate pinned).
+
+    Call arguments:
+        inputs: A 2D tensor, `(batch, features)`.
+        states: `h_tm1`, `(batch, units)` (or a one-element list of it).
+        training: Python boolean; only relevant with dropout.
+
+    Returns:
+        `(output, new_states)`; `output` is `h`, or `h` and the gates packed
+        along the last axis when `return_gates=True` (see `kgates.split_gates`).
+
+    Example:
+
+    >>> out = kgates.GatedRNN(kgates.GRUCell(16))(np.ones((8, 20, 5)))
+    >>> sorted(out)
+    ['g', 'h', 'r', 'z']
+    """
+
+    gate_names = ("z", "r", "g")
+
+    def __init__(
+        self,
+        units: int,
+        activation: str | Callable | None = "tanh",
+        recurrent_activation: str | Callable | None = "sigmoid",
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        reset_after: bool = True,
+        seed: int | None = None,
+        return_gates: bool = False,
+        pin: Mapping[str, float] | None = None,
+        **kwargs,
+    ):
+        check_units(units, type(self).__name__)
+        super().__init__(
+            units,
+            activation=activation,
+            recurrent_activation=recurrent_activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            reset_after=reset_after,
+            seed=seed,
+            **kwargs,
+        )
+        self.dropout_mask_count = None
+        self.pin = check_pin(pin, ("z", "r"), "GRUCell")
+        self.weighted_gates = tuple(g for g in "zrg" if g not in self.pin)
+        self.return_gates = return_gates
+
+    def build(self, input_shape):
+        check_step_input_shape(input_shape, "GRUCell")
+        keras.layers.Layer.build(self, input_shape)
+        units, n = self.units, len(self.weighted_gates)
+        self.kernel = self.add_weight(
+            shape=(input_shape[-1], units * n),
+            name="kernel",
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        self.recurrent_kernel = self.add_weight(
+            shape=(units, units * n),
+            name="recurrent_kernel",
+            initializer=self.recurrent_initializer,
+            regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
+        )
+        self.bias = None
+        if self.use_bias:
+            # reset_after keeps separate input and recurrent biases, as Keras.
+            self.bias = self.add_weight(
+                shape=(2, units * n) if self.reset_after else (units * n,),
+                name="bias",
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+
+    def _gate(self, name: str, x: dict, hu: dict, like):
+        if name in self.pin:
+            return self._pinned(name, like)
+        return self.recurrent_activation(x[name] + hu[name])
+
+    def call(self, inputs, states, training=False):
+        h_tm1 = states[0] if isinstance(states, (list, tuple)) else states
+        if training and 0.0 < self.dropout < 1.0:
+            inputs = inputs * self.get_dropout_mask(inputs)
+        if training and 0.0 < self.recurrent_dropout < 1.0:
+            h_rec = h_tm1 * self.get_recurrent_dropout_mask(h_tm1)
+        else:
+            h_rec = h_tm1
+
+        units, n = self.units, len(self.weighted_gates)
+        x = ops.matmul(inputs, self.kernel)
+        if self.use_bias:
+            x = ops.add(x, self.bias[0] if self.reset_after else self.bias)
+        x = dict(zip(self.weighted_gates, ops.split(x, n, axis=-1)))
+        if self.reset_after:
+            hu = ops.matmul(h_rec, self.recurrent_kernel)
+            if self.use_bias:
+                hu = ops.add(hu, self.bias[1])
+            hu = dict(zip(self.weighted_gates, ops.split(hu, n, axis=-1)))
+        elif n > 1:  # the gates' recurrent part; g's comes after the reset
+            hu = ops.matmul(h_rec, self.recurrent_kernel[:, : units * (n - 1)])
+            hu = dict(zip(self.weighted_gates, ops.split(hu, n - 1, axis=-1)))
+        else:
+            hu = {}
+
+        z = self._gate("z", x, hu, h_tm1)
+        r = self._gate("r", x, hu, h_tm1)
+        if self.reset_after:
+            g = self.activation(x["g"] + r * hu["g"])
+        else:
+            g = self.activation(
+                x["g"] + ops.matmul(r * h_rec, self.recurrent_kernel[:, units * (n - 1) :])
+            )
+        h = z * h_tm1 + (1.0 - z) * g
+
+        new_state = [h] if isinstance(states, (list, tuple)) else h
+        return self._pack(h, {"z": z, "r": r, "g": g}), new_state
+
+    def get_config(self) -> dict:
+        config = {"return_gates": self.return_gates, "pin": dict(self.pin)}
+        return {**super().get_config(), **config}

@@ -1,0 +1,356 @@
+"""The LSTM cell and the variants of Greff et al., "LSTM: A Search Space Odyssey"."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import keras
+from keras import activations, initializers, ops
+
+from kgates.gates import (
+    GatedCellMixin,
+    check_pin,
+    check_step_input_shape,
+    check_units,
+)
+
+# Each preset is only a combination of the general options (DESIGN.md §2).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "V": {"peephole": True},
+    "NP": {},
+    "NIG": {"peephole": True, "pin": {"i": 1.0}},
+    "NFG": {"peephole": True, "pin": {"f": 1.0}},
+    "NOG": {"peephole": True, "pin": {"o": 1.0}},
+    "NIAF": {"peephole": True, "input_activation": None},
+    "NOAF": {"peephole": True, "output_activation": None},
+    "CIFG": {"peephole": True, "coupled": True},
+    "FGR": {"peephole": True, "gate_recurrence": True},
+}
+
+_OPTION_DEFAULTS: dict[str, Any] = {
+    "peephole": False,
+    "pin": {},
+    "coupled": False,
+    "input_activation": "default",
+    "output_activation": "default",
+    "gate_recurrence": False,
+}
+# An option left at this value was not given: the variant's value (or the
+# default) applies.
+_UNSET: dict[str, Any] = {
+    "peephole": None,
+    "pin": None,
+    "coupled": None,
+    "input_activation": "default",
+    "output_activation": "default",
+    "gate_recurrence": None,
+}
+
+
+def _resolve_options(variant: str | None, given: dict[str, Any]) -> dict[str, Any]:
+    if variant is None:
+        preset = {}
+    elif variant not in VARIANTS:
+        raise ValueError(
+            f"LSTMCell: unknown `variant` {variant!r}; expected one of {tuple(VARIANTS)} "
+            "(Greff et al. 2015; see kgates.VARIANTS)."
+        )
+    else:
+        preset = VARIANTS[variant]
+    options = {}
+    for name, default in _OPTION_DEFAULTS.items():
+        value = given[name]
+        if value is _UNSET[name] or (isinstance(value, str) and value == "default"):
+            options[name] = preset.get(name, default)
+        else:
+            if name in preset and preset[name] != value:
+                raise ValueError(
+                    f"LSTMCell: variant={variant!r} sets `{name}`={preset[name]!r}, "
+                    f"which conflicts with the given `{name}`={value!r}. Pass either "
+                    "the variant or the options."
+                )
+            options[name] = value
+    return options
+
+
+@keras.saving.register_keras_serializable(package="kgates")
+class LSTMCell(GatedCellMixin, keras.layers.LSTMCell):
+    """LSTM cell that can return its gates, with Greff et al.'s variants.
+
+    A drop-in replacement for `keras.layers.LSTMCell`: same arguments,
+    defaults, weights (`kernel`, `recurrent_kernel`, `bias`, gate order
+    i, f, c, o) and results. One step computes:
+
+        i = sigma(x W_i + h_tm1 U_i + b_i [+ p_i * c_tm1])
+        f = sigma(x W_f + h_tm1 U_f + b_f [+ p_f * c_tm1])       or 1 - i
+        g = input_activation(x W_g + h_tm1 U_g + b_g)
+        c = f * c_tm1 + i * g
+        o = sigma(x W_o + h_tm1 U_o + b_o [+ p_o * c])
+        h = o * output_activation(c)
+
+    Peephole terms `[...]` are present with `peephole=True`. A pinned gate is
+    a constant and owns no weight columns: the kernel holds only the gates
+    that are computed, in the order i, f, g, o.
+
+    Args:
+        units: Positive integer, dimensionality of the output space.
+        activation, recurrent_activation, use_bias, kernel_initializer,
+        recurrent_initializer, bias_initializer, unit_forget_bias,
+        kernel_regularizer, recurrent_regularizer, bias_regularizer,
+        kernel_constraint, recurrent_constraint, bias_constraint, dropout,
+        recurrent_dropout, seed: as in `keras.layers.LSTMCell`, with the same
+            defaults. `unit_forget_bias` adds 1 to the bias of a computed
+            forget gate.
+        return_gates: If True, the step output is `h` followed by the gates in
+            `gate_names` order (`i f g o c`), each `units` wide. Default: False.
+        variant: Greff et al.'s preset, one of `V NP NIG NFG NOG NIAF NOAF CIFG
+            FGR` (see `kgates.VARIANTS`), or None. Default: None (= NP, Keras's
+            LSTM).
+        peephole: If True, i and f see `c_tm1` and o sees `c` through
+            per-unit peephole weights. Default: False.
+        pin: dict pinning gates `i`, `f` or `o` to constants in [0, 1], e.g.
+            `{"f": 1.0}`. Default: None (no gate pinned).
+        coupled: If True, `f = 1 - i` (CIFG) and f owns no weights. Default:
+            False.
+        input_activation: activation of the candidate g; None for linear.
+            Default: `activation`.
+        output_activation: activation applied to c in `h`; None for linear.
+            Default: `activation`.
+        gate_recurrence: If True, the gates i, f, o also see the previous
+            step's i, f, o (FGR); the previous gates become a third state.
+            Default: False.
+
+    Call arguments:
+        inputs: A 2D tensor, `(batch, features)`.
+        states: `[h_tm1, c_tm1]` (plus the previous gates with
+            `gate_recurrence`), each `(batch, units)`.
+        training: Python boolean; only relevant with dropout.
+
+    Returns:
+        `(output, new_states)`; `output` is `h`, or `h` and the gates packed
+        along the last axis when `return_gates=True` (see `kgates.split_gates`).
+
+    Example:
+
+    >>> cell = kgates.LSTMCell(32, variant="CIFG", return_gates=True)
+    >>> y = keras.layers.RNN(cell, return_sequences=True)(np.ones((8, 20, 5)))
+    >>> kgates.split_gates(y, cell)["f"].shape
+    (8, 20, 32)
+    """
+
+    gate_names = ("i", "f", "g", "o", "c")
+
+    def __init__(
+        self,
+        units: int,
+        activation: str | Callable | None = "tanh",
+        recurrent_activation: str | Callable | None = "sigmoid",
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        unit_forget_bias: bool = True,
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        seed: int | None = None,
+        return_gates: bool = False,
+        variant: str | None = None,
+        peephole: bool | None = None,
+        pin: Mapping[str, float] | None = None,
+        coupled: bool | None = None,
+        input_activation: str | Callable | None = "default",
+        output_activation: str | Callable | None = "default",
+        gate_recurrence: bool | None = None,
+        **kwargs,
+    ):
+        check_units(units, type(self).__name__)
+        super().__init__(
+            units,
+            activation=activation,
+            recurrent_activation=recurrent_activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            unit_forget_bias=unit_forget_bias,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            seed=seed,
+            **kwargs,
+        )
+        # One dropout mask for the inputs and one for h, whatever the rates.
+        self.dropout_mask_count = None
+        options = _resolve_options(
+            variant,
+            {
+                "peephole": peephole,
+                "pin": pin,
+                "coupled": coupled,
+                "input_activation": input_activation,
+                "output_activation": output_activation,
+                "gate_recurrence": gate_recurrence,
+            },
+        )
+        self.peephole = bool(options["peephole"])
+        self.pin = check_pin(options["pin"], ("i", "f", "o"), "LSTMCell")
+        self.coupled = bool(options["coupled"])
+        if self.coupled and ("i" in self.pin or "f" in self.pin):
+            raise ValueError(
+                "LSTMCell: `coupled=True` sets f = 1 - i, so neither i nor f can be "
+                f"pinned; got pin={self.pin}."
+            )
+        self.input_activation = self._activation_option(options["input_activation"])
+        self.output_activation = self._activation_option(options["output_activation"])
+        self.gate_recurrence = bool(options["gate_recurrence"])
+        # Gates computed from weights (kernel column order), and the sigmoid
+        # gates among them that feed the gate recurrence.
+        self.weighted_gates = tuple(
+            g for g in "ifgo" if g not in self.pin and not (g == "f" and self.coupled)
+        )
+        self.recurrent_gates = tuple(g for g in self.weighted_gates if g != "g")
+        if self.gate_recurrence:
+            self.state_size = [units, units, units * len(self.recurrent_gates)]
+        self.return_gates = return_gates
+
+    def _activation_option(self, value):
+        if isinstance(value, str) and value == "default":
+            return self.activation
+        return activations.get(value)
+
+    @property
+    def variant(self) -> str | None:
+        """The name of the Greff preset this cell's options equal, else None."""
+        linear = activations.get("linear")
+        current = {
+            "peephole": self.peephole,
+            "pin": self.pin,
+            "coupled": self.coupled,
+            "input_activation": None if self.input_activation is linear else "default",
+            "output_activation": None if self.output_activation is linear else "default",
+            "gate_recurrence": self.gate_recurrence,
+        }
+        for name, preset in VARIANTS.items():
+            if current == {**_OPTION_DEFAULTS, **preset}:
+                return name
+        return None
+
+    def build(self, input_shape):
+        check_step_input_shape(input_shape, "LSTMCell")
+        # Keras's Layer.build only records that the layer is built.
+        keras.layers.Layer.build(self, input_shape)
+        units, n = self.units, len(self.weighted_gates)
+        self.kernel = self.add_weight(
+            shape=(input_shape[-1], units * n),
+            name="kernel",
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        self.recurrent_kernel = self.add_weight(
+            shape=(units, units * n),
+            name="recurrent_kernel",
+            initializer=self.recurrent_initializer,
+            regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
+        )
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                shape=(units * n,),
+                name="bias",
+                initializer=self._bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+        if self.peephole:
+            for gate in self.recurrent_gates:
+                weight = self.add_weight(
+                    shape=(units,),
+                    name=f"peephole_{gate}",
+                    initializer=self.kernel_initializer,
+                )
+                setattr(self, f"peephole_{gate}", weight)
+        if self.gate_recurrence:
+            width = units * len(self.recurrent_gates)
+            self.gate_recurrent_kernel = self.add_weight(
+                shape=(width, width),
+                name="gate_recurrent_kernel",
+                initializer=self.recurrent_initializer,
+                regularizer=self.recurrent_regularizer,
+                constraint=self.recurrent_constraint,
+            )
+
+    def _bias_initializer(self, shape, dtype=None):
+        if not (self.unit_forget_bias and "f" in self.weighted_gates):
+            return self.bias_initializer(shape, dtype=dtype)
+        parts = [
+            initializers.get("ones")((self.units,), dtype=dtype)
+            if gate == "f"
+            else self.bias_initializer((self.units,), dtype=dtype)
+            for gate in self.weighted_gates
+        ]
+        return ops.concatenate(parts)
+
+    def _gate(self, name: str, z: dict, peep):
+        """A sigmoid gate: pinned constant, or activation of its pre-activation."""
+        if name in self.pin:
+            return self._pinned(name, peep)
+        if self.peephole:
+            return self.recurrent_activation(z[name] + getattr(self, f"peephole_{name}") * peep)
+        return self.recurrent_activation(z[name])
+
+    def call(self, inputs, states, training=False):
+        h_tm1, c_tm1 = states[0], states[1]
+        if training and 0.0 < self.dropout < 1.0:
+            inputs = inputs * self.get_dropout_mask(inputs)
+        if training and 0.0 < self.recurrent_dropout < 1.0:
+            h_tm1 = h_tm1 * self.get_recurrent_dropout_mask(h_tm1)
+
+        z = ops.add(ops.matmul(inputs, self.kernel), ops.matmul(h_tm1, self.recurrent_kernel))
+        if self.use_bias:
+            z = ops.add(z, self.bias)
+        z = dict(zip(self.weighted_gates, ops.split(z, len(self.weighted_gates), axis=-1)))
+        if self.gate_recurrence:
+            extra = ops.matmul(states[2], self.gate_recurrent_kernel)
+            for name, term in zip(
+                self.recurrent_gates, ops.split(extra, len(self.recurrent_gates), axis=-1)
+            ):
+                z[name] = z[name] + term
+
+        i = self._gate("i", z, c_tm1)
+        f = 1.0 - i if self.coupled else self._gate("f", z, c_tm1)
+        g = self.input_activation(z["g"])
+        c = f * c_tm1 + i * g
+        o = self._gate("o", z, c)
+        h = o * self.output_activation(c)
+
+        gates = {"i": i, "f": f, "g": g, "o": o, "c": c}
+        new_states = [h, c]
+        if self.gate_recurrence:
+            new_states.append(ops.concatenate([gates[n] for n in self.recurrent_gates], axis=-1))
+        return self._pack(h, gates), new_states
+
+    def get_config(self) -> dict:
+        config = {
+            "return_gates": self.return_gates,
+            "peephole": self.peephole,
+            "pin": dict(self.pin),
+            "coupled": self.coupled,
+            "input_activation": activations.serialize(self.input_activation),
+            "output_activation": activations.serialize(self.output_activation),
+            "gate_recurrence": self.gate_recurrence,
+        }
+        return {**super().get_config(), **config}

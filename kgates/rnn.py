@@ -1,0 +1,99 @@
+"""`GatedRNN`: a `keras.layers.RNN` that returns the gates by name."""
+
+from __future__ import annotations
+
+import keras
+
+from kgates.gates import split_gates
+
+
+@keras.saving.register_keras_serializable(package="kgates")
+class GatedRNN(keras.layers.RNN):
+    """Recurrent layer that returns `h` and every gate of its cell as a dict.
+
+    It is `keras.layers.RNN` with the cell's `return_gates` turned on and the
+    packed output split by name (`kgates.split_gates`). Masked steps carry the
+    state and report zeros for every gate: `zero_output_for_mask` is always
+    True here (a plain `keras.layers.RNN` around a `return_gates` cell needs
+    `zero_output_for_mask=True` too when masks are used: otherwise Keras's
+    JAX backend reuses the first state as the previous output, which is
+    narrower than the packed output).
+
+    Args:
+        cell: a kgates cell (`LSTMCell`, `GRUCell`); its `return_gates` is set
+            to True.
+        return_sequences, return_state, go_backwards, stateful, unroll: as in
+            `keras.layers.RNN`. Default: False.
+
+    Call arguments:
+        sequences: `(batch, time, features)`.
+        initial_state, mask, training: as in `keras.layers.RNN`.
+
+    Returns:
+        `{"h": ..., gate: ...}` in `cell.gate_names` order, each `(batch,
+        time, units)` with `return_sequences`, else `(batch, units)`. With
+        `return_state`, the list `[gates_dict, *final_states]`.
+
+    Example:
+
+    >>> out = kgates.GatedRNN(kgates.LSTMCell(8), return_sequences=True)(
+    ...     np.ones((2, 5, 3)))
+    >>> out["f"].shape
+    (2, 5, 8)
+    """
+
+    def __init__(
+        self,
+        cell,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        stateful: bool = False,
+        unroll: bool = False,
+        zero_output_for_mask: bool = True,
+        **kwargs,
+    ):
+        if not getattr(cell, "gate_names", None):
+            raise TypeError(
+                "GatedRNN: argument `cell` must be a kgates cell (kgates.LSTMCell, "
+                f"kgates.GRUCell), got {cell!r}."
+            )
+        if not zero_output_for_mask:
+            raise ValueError(
+                "GatedRNN: `zero_output_for_mask` must be True: gate outputs at "
+                "masked steps are zero."
+            )
+        cell.return_gates = True
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            zero_output_for_mask=True,
+            **kwargs,
+        )
+
+    def build(self, sequences_shape, initial_state_shape=None):
+        if len(sequences_shape) != 3:
+            raise ValueError(
+                "GatedRNN: input `sequences` must have rank 3, (batch, time, "
+                f"features); got shape {tuple(sequences_shape)}."
+            )
+        super().build(sequences_shape, initial_state_shape)
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        result = super().call(sequences, initial_state=initial_state, mask=mask, training=training)
+        if self.return_state:
+            return [split_gates(result[0], self.cell), *result[1:]]
+        return split_gates(result, self.cell)
+
+    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
+        shapes = super().compute_output_shape(sequences_shape, initial_state_shape)
+        output_shape = shapes[0] if self.return_state else shapes
+        names = ("h",) + self.cell.gate_names
+        gates = {name: tuple(output_shape[:-1]) + (self.cell.units,) for name in names}
+        if self.return_state:
+            return [gates, *shapes[1:]]
+        return gates
