@@ -124,3 +124,10 @@ def randomize(layer, rng, scale=0.5):
     values = [rng.normal(0.0, scale, w.shape).astype("float32") for w in layer.weights]
     layer.set_weights(values)
     return {w.path.split("/")[-1]: v for w, v in zip(layer.weights, values)}
+
+
+def npy(x):
+    """A backend tensor (or variable) as a NumPy array."""
+    import keras
+
+    return keras.ops.convert_to_numpy(x)

@@ -1,7 +1,7 @@
 import keras
 import numpy as np
 import pytest
-from reference import gru_reference, randomize
+from reference import gru_reference, npy, randomize
 
 import kgates
 
@@ -21,7 +21,7 @@ def test_dropin_matches_keras_gru_forward_and_state(reset_after, rng):
     randomize(ref, rng)
     ours.set_weights(ref.get_weights())
     for a, b in zip(ours(x), ref(x)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=ATOL)
+        np.testing.assert_allclose(npy(a), npy(b), atol=ATOL)
 
 
 @pytest.mark.parametrize("reset_after", [True, False])
@@ -55,7 +55,7 @@ def test_matches_numpy_float64_reference(reset_after, pin, rng):
     got = layer(x)
     want = gru_reference(x, weights, 5, reset_after=reset_after, pin=pin)
     for name in ("h", "z", "r", "g"):
-        np.testing.assert_allclose(np.asarray(got[name]), want[name], atol=ATOL, err_msg=name)
+        np.testing.assert_allclose(npy(got[name]), want[name], atol=ATOL, err_msg=name)
 
 
 @pytest.mark.parametrize("reset_after", [True, False])
@@ -69,13 +69,13 @@ def test_gru_with_r_1_and_z_0_is_a_simple_rnn(reset_after, rng):
     simple(x)
     simple_bias = bias.sum(axis=0) if reset_after else bias  # input + recurrent bias
     simple.set_weights([kernel, recurrent_kernel, simple_bias])
-    np.testing.assert_allclose(np.asarray(gru(x)), np.asarray(simple(x)), atol=ATOL)
+    np.testing.assert_allclose(npy(gru(x)), npy(simple(x)), atol=ATOL)
 
 
 def test_gates_lie_in_their_ranges(rng):
     x = 3 * rng.normal(size=(6, 15, 4)).astype("float32")
     out = kgates.GatedRNN(kgates.GRUCell(8), return_sequences=True)(x)
     for gate in "zr":
-        assert 0.0 <= np.asarray(out[gate]).min() and np.asarray(out[gate]).max() <= 1.0
-    assert np.abs(np.asarray(out["g"])).max() <= 1.0
+        assert 0.0 <= npy(out[gate]).min() and npy(out[gate]).max() <= 1.0
+    assert np.abs(npy(out["g"])).max() <= 1.0
     assert kgates.GRUCell(8).gate_names == ("z", "r", "g")

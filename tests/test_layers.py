@@ -4,7 +4,7 @@ Bidirectional, go_backwards, return_state, stacking, dropout."""
 import keras
 import numpy as np
 import pytest
-from reference import gru_reference, lstm_reference, randomize
+from reference import gru_reference, lstm_reference, npy, randomize
 
 import kgates
 
@@ -21,7 +21,7 @@ def _padded(rng, batch=4, time=8, features=3):
 def _assert_gates(got, want):
     assert set(got) == set(want)
     for name in want:
-        np.testing.assert_allclose(np.asarray(got[name]), want[name], atol=ATOL, err_msg=name)
+        np.testing.assert_allclose(npy(got[name]), want[name], atol=ATOL, err_msg=name)
 
 
 @pytest.mark.parametrize("cell_cls", [kgates.LSTMCell, kgates.GRUCell])
@@ -35,9 +35,9 @@ def test_masked_steps_carry_state_and_report_zero_gates(cell_cls, rng):
     want = reference(x, weights, 5, mask=mask)
     _assert_gates(gates, want)
     last = mask.sum(axis=1) - 1  # the final state is that of the last real step
-    np.testing.assert_allclose(np.asarray(states[0]), want["h"][np.arange(4), last], atol=ATOL)
+    np.testing.assert_allclose(npy(states[0]), want["h"][np.arange(4), last], atol=ATOL)
     for name in gates:
-        assert np.all(np.asarray(gates[name])[~mask] == 0.0), name
+        assert np.all(npy(gates[name])[~mask] == 0.0), name
 
 
 def test_masking_layer_in_a_functional_model_and_plain_rnn(rng):
@@ -99,7 +99,7 @@ def test_stacked_gated_layers_equal_stacked_keras_lstms(rng):
     randomize(ref, rng)
     ours.set_weights(ref.get_weights())
     out = ours(x)
-    np.testing.assert_allclose(np.asarray(out["second"]["h"]), np.asarray(ref(x)), atol=ATOL)
+    np.testing.assert_allclose(npy(out["second"]["h"]), npy(ref(x)), atol=ATOL)
     w1 = dict(zip(["kernel", "recurrent_kernel", "bias"], ref.get_weights()[:3]))
     _assert_gates(out["first"], lstm_reference(x, w1, 5))
 
@@ -112,7 +112,7 @@ def test_stacked_cells_without_gates_equal_keras_stacked_cells(rng):
     ref(x)
     randomize(ref, rng)
     ours.set_weights(ref.get_weights())
-    np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(ref(x)), atol=ATOL)
+    np.testing.assert_allclose(npy(ours(x)), npy(ref(x)), atol=ATOL)
 
 
 def test_gated_rnn_in_a_functional_model_trains(rng):
@@ -136,10 +136,8 @@ def test_dropout_only_in_training(cell_cls, rng):
     plain(x)
     dropped(x)
     dropped.set_weights(plain.get_weights())
-    np.testing.assert_allclose(
-        np.asarray(dropped(x, training=False)), np.asarray(plain(x)), atol=ATOL
-    )
-    assert np.abs(np.asarray(dropped(x, training=True)) - np.asarray(plain(x))).max() > 1e-3
+    np.testing.assert_allclose(npy(dropped(x, training=False)), npy(plain(x)), atol=ATOL)
+    assert np.abs(npy(dropped(x, training=True)) - npy(plain(x))).max() > 1e-3
     inputs = keras.Input((6, 3))
     model = keras.Model(inputs, keras.layers.Dense(1)(dropped(inputs)))
     model.compile("adam", "mse")

@@ -1,7 +1,7 @@
 import keras
 import numpy as np
 import pytest
-from reference import lstm_reference, randomize
+from reference import lstm_reference, npy, randomize
 
 import kgates
 
@@ -20,7 +20,7 @@ def test_dropin_matches_keras_lstm_forward_and_states(rng):
     ours(x)
     ours.set_weights(ref.get_weights())
     for a, b in zip(ours(x), ref(x)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=ATOL)
+        np.testing.assert_allclose(npy(a), npy(b), atol=ATOL)
 
 
 def test_weights_move_both_ways_with_the_same_names(rng):
@@ -33,18 +33,18 @@ def test_weights_move_both_ways_with_the_same_names(rng):
     assert [w.shape for w in ours.weights] == [w.shape for w in ref.weights]
     randomize(ours, rng)
     ref.set_weights(ours.get_weights())
-    np.testing.assert_allclose(np.asarray(ref(x)), np.asarray(ours(x)), atol=ATOL)
+    np.testing.assert_allclose(npy(ref(x)), npy(ours(x)), atol=ATOL)
 
 
 def test_default_initial_weights_equal_keras_under_the_same_seed():
     # unit_forget_bias puts ones in the forget slice of the bias, as Keras.
     cell = kgates.LSTMCell(3)
     cell.build((None, 2))
-    bias = np.asarray(cell.bias)
+    bias = npy(cell.bias)
     np.testing.assert_array_equal(bias, [0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0])
     nfg = kgates.LSTMCell(3, variant="NFG")
     nfg.build((None, 2))
-    assert np.asarray(nfg.bias).tolist() == [0.0] * 9  # no forget gate, no ones
+    assert npy(nfg.bias).tolist() == [0.0] * 9  # no forget gate, no ones
 
 
 def test_matches_keras_after_training_steps(rng):
@@ -88,7 +88,7 @@ def test_every_variant_matches_numpy_float64_reference(variant, rng):
     )
     assert set(got) == set(want)
     for name in want:
-        np.testing.assert_allclose(np.asarray(got[name]), want[name], atol=ATOL, err_msg=name)
+        np.testing.assert_allclose(npy(got[name]), want[name], atol=ATOL, err_msg=name)
 
 
 def test_options_combine_by_hand_and_match_the_reference(rng):
@@ -101,7 +101,7 @@ def test_options_combine_by_hand_and_match_the_reference(rng):
     want = lstm_reference(x, weights, 4, pin={"i": 0.5, "o": 1.0})
     got = layer(x)
     for name in want:
-        np.testing.assert_allclose(np.asarray(got[name]), want[name], atol=ATOL, err_msg=name)
+        np.testing.assert_allclose(npy(got[name]), want[name], atol=ATOL, err_msg=name)
     assert cell.variant is None
     assert kgates.LSTMCell(4, peephole=True, pin={"f": 1.0}).variant == "NFG"
 
@@ -122,7 +122,7 @@ def test_forget_gate_and_cell_update_worked_by_hand():
     kernel = np.concatenate([W_f, W_g], axis=1).astype("float32")  # weighted gates: f, g
     zeros = np.zeros((units, 2 * units), "float32")
     layer.set_weights([kernel, zeros, np.zeros(2 * units, "float32")])
-    out = {k: np.asarray(v) for k, v in layer(x).items()}
+    out = {k: npy(v) for k, v in layer(x).items()}
     # step 1: c_0 = 0, f = (0, .5, 1), g = (2, -4, 6), i = 1: c_1 = g
     np.testing.assert_array_equal(out["f"][0, 0], [0.0, 0.5, 1.0])
     np.testing.assert_array_equal(out["c"][0, 0], [2.0, -4.0, 6.0])
@@ -139,7 +139,7 @@ def test_gate_properties(variant, rng):
     layer = kgates.GatedRNN(kgates.LSTMCell(8, variant=variant), return_sequences=True)
     layer(x)
     randomize(layer, rng, scale=1.0)
-    out = {k: np.asarray(v) for k, v in layer(x).items()}
+    out = {k: npy(v) for k, v in layer(x).items()}
     for gate in "ifo":
         assert out[gate].min() >= 0.0 and out[gate].max() <= 1.0, gate
     if variant == "NFG":
@@ -177,7 +177,7 @@ def test_fgr_carries_previous_gates_as_a_third_state(rng):
     layer = keras.layers.RNN(kgates.LSTMCell(4, variant="FGR"), return_state=True)
     h, state_h, c, gates = layer(x)
     assert gates.shape == (4, 12)
-    np.testing.assert_allclose(np.asarray(h), np.asarray(state_h))
+    np.testing.assert_allclose(npy(h), npy(state_h))
 
 
 def test_variant_and_conflicting_option_is_an_error():

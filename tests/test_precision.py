@@ -1,7 +1,7 @@
 import keras
 import numpy as np
 import pytest
-from reference import randomize
+from reference import npy, randomize
 
 import kgates
 
@@ -13,7 +13,7 @@ def test_mixed_precision(policy, cell_cls, rng):
     full = kgates.GatedRNN(cell_cls(8), return_sequences=True)
     full(x)
     weights = randomize(full, rng)
-    want = {k: np.asarray(v) for k, v in full(x).items()}
+    want = {k: npy(v) for k, v in full(x).items()}
 
     keras.config.set_dtype_policy(policy)
     layer = kgates.GatedRNN(cell_cls(8), return_sequences=True)
@@ -27,7 +27,7 @@ def test_mixed_precision(policy, cell_cls, rng):
     tolerance = 5e-3 if half == "float16" else 5e-2
     for name, value in got.items():
         assert keras.backend.standardize_dtype(value.dtype) == half, name
-        value = np.asarray(keras.ops.cast(value, "float32"))
+        value = npy(keras.ops.cast(value, "float32"))
         np.testing.assert_allclose(value, want[name], atol=tolerance, err_msg=name)
         if name not in ("h", "c", "g"):
             assert value.min() >= 0.0 and value.max() <= 1.0, name

@@ -1,7 +1,7 @@
 import keras
 import numpy as np
 import pytest
-from reference import randomize
+from reference import npy, randomize
 
 import kgates
 
@@ -36,11 +36,9 @@ def test_keras_file_round_trip_in_safe_mode(cell_cls, kwargs, tmp_path, rng):
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
     want, got = model(x), loaded(x)
-    np.testing.assert_array_equal(np.asarray(got["h"]), np.asarray(want["h"]))
+    np.testing.assert_array_equal(npy(got["h"]), npy(want["h"]))
     for name in want["gates"]:
-        np.testing.assert_array_equal(
-            np.asarray(got["gates"][name]), np.asarray(want["gates"][name])
-        )
+        np.testing.assert_array_equal(npy(got["gates"][name]), npy(want["gates"][name]))
 
 
 def test_registered_under_the_kgates_package():
