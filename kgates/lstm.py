@@ -126,6 +126,8 @@ class LSTMCell(GatedCellMixin, keras.layers.LSTMCell):
         states: `[h_tm1, c_tm1]` (plus the previous gates with
             `gate_recurrence`), each `(batch, units)`.
         training: Python boolean; only relevant with dropout.
+        c_delta: optional tensor added to c before o and h are computed; its
+            gradient is dL/dc (used by `kgates.gradient_flow`). Default: None.
 
     Returns:
         `(output, new_states)`; `output` is `h`, or `h` and the gates packed
@@ -312,7 +314,7 @@ class LSTMCell(GatedCellMixin, keras.layers.LSTMCell):
             return self.recurrent_activation(z[name] + getattr(self, f"peephole_{name}") * peep)
         return self.recurrent_activation(z[name])
 
-    def call(self, inputs, states, training=False):
+    def call(self, inputs, states, training=False, c_delta=None):
         h_tm1, c_tm1 = states[0], states[1]
         if training and 0.0 < self.dropout < 1.0:
             inputs = inputs * self.get_dropout_mask(inputs)
@@ -334,6 +336,8 @@ class LSTMCell(GatedCellMixin, keras.layers.LSTMCell):
         f = 1.0 - i if self.coupled else self._gate("f", z, c_tm1)
         g = self.input_activation(z["g"])
         c = f * c_tm1 + i * g
+        if c_delta is not None:  # a probe for dL/dc_t (kgates.gradient_flow)
+            c = c + c_delta
         o = self._gate("o", z, c)
         h = o * self.output_activation(c)
 

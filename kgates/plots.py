@@ -1,0 +1,96 @@
+"""Pictures of gates, rendered with matplotlib (no pyplot: safe off the main thread)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from matplotlib.figure import Figure
+
+DPI = 80
+
+
+def _png(fig: Figure) -> tuple[bytes, int, int]:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    width, height = (int(round(v * DPI)) for v in fig.get_size_inches())
+    return buffer.getvalue(), height, width
+
+
+def heatmap(
+    values: np.ndarray, title: str = "", cmap: str = "viridis", vmin=None, vmax=None
+) -> tuple[bytes, int, int]:
+    """A (units, time) array as a colour image: a row per unit, time to the right.
+
+    Drawn straight through the colour map (no figure), each cell enlarged to at
+    least 4 pixels, so it is cheap enough for every epoch. Non-finite values
+    are grey.
+    """
+    from matplotlib import colormaps
+
+    from kgates.summary import png_bytes
+
+    values = np.asarray(values, np.float64)
+    finite = np.isfinite(values)
+    low = np.nanmin(values[finite]) if vmin is None and finite.any() else (vmin or 0.0)
+    high = np.nanmax(values[finite]) if vmax is None and finite.any() else (vmax or 1.0)
+    scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    rgba = colormaps[cmap](np.where(finite, scaled, 0.0), bytes=True)
+    rgba[~finite] = (128, 128, 128, 255)
+    rows, cols = values.shape
+    ry = max(4, -(-240 // max(rows, 1)))
+    rx = max(4, -(-480 // max(cols, 1)))
+    ry, rx = min(ry, 16), min(rx, 16)
+    image = np.repeat(np.repeat(rgba, ry, axis=0), rx, axis=1)
+    return png_bytes(image), image.shape[0], image.shape[1]
+
+
+def traces(
+    values: np.ndarray, units: np.ndarray, title: str, ylabel: str
+) -> tuple[bytes, int, int]:
+    """Lines over time of a few units: `values` is (time, all units)."""
+    fig = Figure(figsize=(6.4, 3.4))
+    ax = fig.add_subplot()
+    for unit in units:
+        ax.plot(values[:, unit], label=f"unit {unit}", linewidth=1.2)
+    ax.axhline(0.0, color="0.6", linewidth=0.6)
+    ax.set(title=title, xlabel="time step", ylabel=ylabel)
+    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.15, top=0.9)
+    return _png(fig)
+
+
+def saturation_scatter(fractions: dict, title: str) -> tuple[bytes, int, int]:
+    """Per unit, the share of time a gate is left (< 0.1) vs right (> 0.9) saturated.
+
+    `fractions` maps a gate name to `(left, right)` arrays over units; the
+    layout follows Karpathy et al., "Visualizing and Understanding Recurrent
+    Networks" (2015).
+    """
+    fig = Figure(figsize=(3.0 * max(len(fractions), 1) + 0.6, 3.4))
+    axes = fig.subplots(1, max(len(fractions), 1), squeeze=False)[0]
+    for ax, (gate, (left, right)) in zip(axes, fractions.items()):
+        ax.plot([0, 1], [1, 0], color="0.75", linewidth=0.8)
+        ax.scatter(left, right, s=14, alpha=0.7)
+        ax.set(xlim=(-0.03, 1.03), ylim=(-0.03, 1.03), title=f"gate {gate}")
+        ax.set_xlabel("fraction left-saturated (< 0.1)", fontsize=8)
+        ax.set_ylabel("fraction right-saturated (> 0.9)", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(left=0.12, right=0.98, bottom=0.16, top=0.82, wspace=0.45)
+    return _png(fig)
+
+
+def gradient_flow(norms: dict, title: str) -> tuple[bytes, int, int]:
+    """||dL/dh_t|| (and ||dL/dc_t||) against t, on a log scale."""
+    fig = Figure(figsize=(6.4, 3.4))
+    ax = fig.add_subplot()
+    labels = {"h": "||dL/dh_t||", "c": "||dL/dc_t||"}
+    for name, values in norms.items():
+        values = np.asarray(values, np.float64)
+        ax.plot(np.where(values > 0, values, np.nan), label=labels.get(name, name), linewidth=1.5)
+    ax.set_yscale("log")
+    ax.set(title=title, xlabel="time step t", ylabel="gradient norm (mean over probe)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    fig.subplots_adjust(left=0.12, right=0.98, bottom=0.15, top=0.9)
+    return _png(fig)

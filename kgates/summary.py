@@ -1,0 +1,173 @@
+"""Writing TensorBoard summaries with NumPy and the tensorboard package.
+
+No TensorFlow needed: histograms are bucketed on the host with NumPy (memory
+stays that of the values themselves), and events go through tensorboard's own
+event file writer, so logging works on every Keras backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import time
+
+import numpy as np
+from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+
+def _to_numpy(value) -> np.ndarray:
+    if hasattr(value, "numpy") and not isinstance(value, np.ndarray):
+        try:
+            return np.asarray(value.numpy())
+        except Exception:  # noqa: BLE001 - e.g. a torch tensor that needs detach()
+            pass
+    try:
+        import keras
+
+        return np.asarray(keras.ops.convert_to_numpy(value))
+    except Exception:  # noqa: BLE001
+        return np.asarray(value)
+
+
+def histogram_proto(values, bins: int = 30) -> HistogramProto:
+    """A TensorBoard histogram of the finite entries of `values`, bucketed by NumPy."""
+    values = np.asarray(values, np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return HistogramProto(num=0)
+    low, high = float(values.min()), float(values.max())
+    if low == high:  # a constant, e.g. a pinned gate
+        low, high = low - 0.5, high + 0.5
+    counts, edges = np.histogram(values, bins=bins, range=(low, high))
+    return HistogramProto(
+        min=float(values.min()),
+        max=float(values.max()),
+        num=float(values.size),
+        sum=float(values.sum()),
+        sum_squares=float(np.dot(values, values)),
+        bucket_limit=edges[1:].tolist(),
+        bucket=counts.astype(np.float64).tolist(),
+    )
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """PNG encoding of an (H, W), (H, W, 3) or (H, W, 4) array in [0, 1] or uint8."""
+    import matplotlib.image
+
+    buffer = io.BytesIO()
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        image = np.clip(image, 0.0, 1.0)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    matplotlib.image.imsave(buffer, image, format="png", cmap="gray" if image.ndim == 2 else None)
+    return buffer.getvalue()
+
+
+class EventWriter:
+    """Scalars, histograms and images into one TensorBoard run directory."""
+
+    def __init__(self, logdir: str):
+        os.makedirs(logdir, exist_ok=True)
+        self.logdir = logdir
+        self._writer = EventFileWriter(logdir)
+
+    def _add(self, value: Summary.Value, step: int) -> None:
+        event = Event(wall_time=time.time(), step=int(step), summary=Summary(value=[value]))
+        self._writer.add_event(event)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        self._add(Summary.Value(tag=tag, simple_value=float(value)), step)
+
+    def histogram(self, tag: str, values, step: int, bins: int = 30) -> None:
+        self._add(Summary.Value(tag=tag, histo=histogram_proto(values, bins)), step)
+
+    def image(self, tag: str, png: bytes, height: int, width: int, step: int) -> None:
+        image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
+        self._add(Summary.Value(tag=tag, image=image), step)
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class NumpySummary:
+    """The part of `tf.summary` that `keras.callbacks.TensorBoard` uses.
+
+    Stands in for TensorFlow when it is not installed (JAX or torch backends),
+    so the Keras callback's own logs (epoch metrics, weight histograms) still
+    reach TensorBoard.
+    """
+
+    def __init__(self):
+        self._default = None
+        self._step = None
+
+    def create_file_writer(self, logdir: str) -> _DefaultWriter:
+        return _DefaultWriter(self, EventWriter(logdir))
+
+    def _target(self, step):
+        if self._default is None:
+            return None, None
+        step = self._step if step is None else step
+        return self._default, int(_to_numpy(step)) if step is not None else 0
+
+    def scalar(self, name, data, step=None, description=None):
+        writer, step = self._target(step)
+        if writer is not None:
+            writer.scalar(name, float(_to_numpy(data)), step)
+
+    def histogram(self, name, data, step=None, buckets=None, description=None):
+        writer, step = self._target(step)
+        if writer is not None:
+            writer.histogram(name, _to_numpy(data), step, bins=buckets or 30)
+
+    def image(self, name, data, step=None, max_outputs=3, description=None):
+        writer, step = self._target(step)
+        if writer is None:
+            return
+        images = _to_numpy(data)
+        for k, image in enumerate(images[:max_outputs]):
+            low, high = float(image.min()), float(image.max())
+            image = (image - low) / (high - low) if high > low else np.zeros_like(image)
+            tag = name if k == 0 else f"{name}/{k}"
+            writer.image(tag, png_bytes(image), image.shape[0], image.shape[1], step)
+
+    @contextlib.contextmanager
+    def record_if(self, condition):
+        yield
+
+    def graph(self, *args, **kwargs):
+        pass
+
+    def trace_on(self, *args, **kwargs):
+        pass
+
+    def trace_export(self, *args, **kwargs):
+        pass
+
+
+class _DefaultWriter:
+    def __init__(self, summary: NumpySummary, writer: EventWriter):
+        self._summary = summary
+        self.writer = writer
+
+    @contextlib.contextmanager
+    def as_default(self, step=None):
+        previous = self._summary._default, self._summary._step
+        self._summary._default, self._summary._step = self.writer, step
+        try:
+            yield self
+        finally:
+            self._summary._default, self._summary._step = previous
+
+    def flush(self):
+        self.writer.flush()
+
+    def close(self):
+        self.writer.close()

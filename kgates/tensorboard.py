@@ -1,0 +1,332 @@
+"""`kgates.TensorBoard`: Keras's TensorBoard callback plus gate dashboards."""
+
+from __future__ import annotations
+
+import copy
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import keras
+import numpy as np
+
+from kgates import plots
+from kgates.gradient_flow import gradient_flow, reach
+from kgates.summary import EventWriter, NumpySummary
+from kgates.trace import Tracer
+
+SIGMOID_GATES = ("i", "f", "o", "z", "r")
+LOW, HIGH = 0.1, 0.9  # saturation thresholds (Karpathy et al. 2015)
+TRACED_UNITS = 6  # lines in the cell-state trace plot
+
+
+def saturation(values) -> tuple[float, float]:
+    """Shares of the (unmasked, finite) activations below 0.1 and above 0.9."""
+    data = np.ma.masked_invalid(values).compressed()
+    if data.size == 0:
+        return float("nan"), float("nan")
+    return float((data < LOW).mean()), float((data > HIGH).mean())
+
+
+def unit_saturation(values) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit, over samples and steps: shares below 0.1 and above 0.9."""
+    values = np.ma.masked_invalid(values).reshape(-1, values.shape[-1])
+    return (values < LOW).mean(axis=0).filled(np.nan), (values > HIGH).mean(axis=0).filled(np.nan)
+
+
+def forget_closed(f, share: float = 0.9) -> float:
+    """Share of units whose forget gate is below 0.1 for at least 90% of steps."""
+    left, _ = unit_saturation(f)
+    return float(np.mean(left >= share))
+
+
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras's TensorBoard callback that also shows what every gate does.
+
+    Every argument and behaviour of `keras.callbacks.TensorBoard` is kept.
+    Every `gate_freq` epochs the callback traces the probe batch through the
+    model (`kgates.trace`) and writes into the run's `train` directory:
+
+    - histograms `gates/{layer}/{gate}` of every gate, `c` and `h`;
+    - scalars `gate_mean/{layer}/{gate}`, `saturation/{layer}/{gate}/left|right`
+      (shares < 0.1 and > 0.9), `forget_closed/{layer}` (share of units whose
+      forget gate is closed 90% of the time), `nonfinite/{layer}`;
+    - images `cell_state/{layer}` (units x time heatmap of the first probe
+      sample), `gate_heatmap/{layer}/{gate}`, `cell_trace/{layer}` (c_t of the
+      most active units), `saturation_scatter/{layer}`;
+    - gradient flow: image `gradient_flow/{layer}` (||dL/dh_t||, ||dL/dc_t||
+      against t) and scalars `gradient_flow/{layer}/reach_h|reach_c`, the
+      number of steps back over which the gradient stays within 1% of its peak.
+
+    Summaries are computed with NumPy and written with the tensorboard package:
+    this works on every backend, and without TensorFlow (Keras's own logs then
+    go through the same writer).
+
+    Args:
+        log_dir: where to write the run. Default: `"logs"`.
+        probe: a batch of model inputs to trace, or `(x, y)`; with targets, the
+            gradient flow is that of the model's loss (else of half the
+            squared outputs). Required.
+        gate_freq: epochs between gate dashboards; 0 turns them off.
+            Default: 1.
+        layers: name or names of the recurrent layers to show. Default: all.
+        probe_mask: optional `(batch, time)` mask of the probe (default: the
+            model's own mask, from `Masking` or `Embedding(mask_zero=True)`).
+        max_probe: the probe is subsampled (evenly) to at most this many
+            sequences. Default: 256.
+        images: write the image dashboards. Default: True.
+        gradients: write the gradient flow. Default: True.
+        **kwargs: any argument of `keras.callbacks.TensorBoard`.
+
+    Example:
+
+    >>> model.fit(x, y, epochs=20, callbacks=[
+    ...     kgates.TensorBoard("runs/exp1", probe=x[:64])])
+    """
+
+    _RUNTIME = (
+        "_model",
+        "_tracer",
+        "_gate_writer",
+        "_writers",
+        "_prev_summary_state",
+        "_painter",
+        "_pending",
+    )
+
+    def __init__(
+        self,
+        log_dir: str = "logs",
+        probe=None,
+        gate_freq: int = 1,
+        layers: str | list[str] | None = None,
+        probe_mask=None,
+        max_probe: int = 256,
+        images: bool = True,
+        gradients: bool = True,
+        **kwargs,
+    ):
+        super().__init__(log_dir=log_dir, **kwargs)
+        if isinstance(gate_freq, bool) or not isinstance(gate_freq, int) or gate_freq < 0:
+            raise ValueError(
+                f"kgates.TensorBoard: `gate_freq` must be an integer >= 0, got {gate_freq!r}."
+            )
+        if isinstance(max_probe, bool) or not isinstance(max_probe, int) or max_probe < 1:
+            raise ValueError(
+                f"kgates.TensorBoard: `max_probe` must be a positive integer, got {max_probe!r}."
+            )
+        if probe is None and gate_freq:
+            raise ValueError(
+                "kgates.TensorBoard: argument `probe` is required: a batch of model "
+                "inputs, or (x, y), whose gates the dashboards show."
+            )
+        x, y = probe if isinstance(probe, tuple) and len(probe) == 2 else (probe, None)
+        self.gate_freq = gate_freq
+        self.layers = layers
+        self.images = images
+        self.gradients = gradients
+        self.max_probe = max_probe
+        self.probe_x, self.probe_y, self.probe_mask = self._subsample(x, y, probe_mask)
+        self._tracer = None
+        self._gate_writer = None
+        self._painter = None  # draws the images off the training thread
+        self._pending = []
+
+    def _subsample(self, x, y, mask):
+        if x is None:
+            return None, None, None
+        x = keras.tree.map_structure(np.asarray, x)
+        first = keras.tree.flatten(x)[0]
+        if first.ndim < 2:
+            raise ValueError(
+                "kgates.TensorBoard: `probe` must be a batch of sequences (batch, time, "
+                f"features), got an array of shape {first.shape}."
+            )
+        n = first.shape[0]
+        keep = np.arange(n)
+        if n > self.max_probe:
+            keep = np.linspace(0, n - 1, self.max_probe).round().astype(int)
+
+        def take(a):
+            return None if a is None else np.asarray(a)[keep]
+
+        return keras.tree.map_structure(take, x), take(y), take(mask)
+
+    @property
+    def summary(self):
+        if self._summary_module is None:
+            try:
+                import tensorflow.summary as summary
+            except ImportError:
+                summary = NumpySummary()
+            self._summary_module = summary
+        return self._summary_module
+
+    def _write_keras_model_summary(self):
+        if not isinstance(self.summary, NumpySummary):
+            super()._write_keras_model_summary()
+
+    def _write_keras_model_train_graph(self):
+        if not isinstance(self.summary, NumpySummary):
+            super()._write_keras_model_train_graph()
+
+    def __deepcopy__(self, memo):
+        # Keras Tuner copies callbacks per trial: copy the settings and the
+        # probe; the model, writers and tracer are made afresh in set_model.
+        clone = self.__class__.__new__(self.__class__)
+        memo[id(self)] = clone
+        for key, value in self.__dict__.items():
+            clone.__dict__[key] = None if key in self._RUNTIME else copy.deepcopy(value, memo)
+        clone._writers = {}
+        clone._prev_summary_state = []
+        return clone
+
+    def set_model(self, model):
+        super().set_model(model)
+        self._gate_writer = None
+        self._tracer = None
+        if self.gate_freq:
+            self._check_probe(model)
+            self._tracer = Tracer(model, self.layers)
+
+    def _check_probe(self, model):
+        try:
+            expected = [tuple(t.shape) for t in model.inputs]
+        except (AttributeError, ValueError):
+            return  # the Tracer reports models without symbolic inputs
+        given = [a.shape for a in keras.tree.flatten(self.probe_x)]
+        ok = len(given) == len(expected) and all(
+            len(g) == len(e) and all(d is None or d == s for d, s in zip(e[1:], g[1:]))
+            for g, e in zip(given, expected)
+        )
+        if not ok:
+            raise ValueError(
+                f"kgates.TensorBoard: `probe` must match the model's inputs {expected} "
+                f"(None: any size); got arrays of shapes {given}."
+            )
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._tracer is not None:  # fail now rather than at the first dashboard
+            self._tracer(keras.tree.map_structure(lambda a: a[:2], self.probe_x))
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.gate_freq and epoch % self.gate_freq == 0:
+            self.log_gates(epoch)
+
+    def on_train_end(self, logs=None):
+        super().on_train_end(logs)
+        self.wait()
+        if self._painter is not None:
+            self._painter.shutdown()
+            self._painter = None
+        if self._gate_writer is not None:
+            self._gate_writer.close()
+            self._gate_writer = None
+
+    def wait(self) -> None:
+        """Blocks until every image drawn so far is written."""
+        pending, self._pending = self._pending or [], []
+        for future in pending:
+            future.result()  # re-raises a drawing error here
+        if self._gate_writer is not None:
+            self._gate_writer.flush()
+
+    @property
+    def gate_writer(self) -> EventWriter:
+        if self._gate_writer is None:
+            self._gate_writer = EventWriter(os.path.join(self.log_dir, "train"))
+        return self._gate_writer
+
+    def log_gates(self, step: int) -> None:
+        """Traces the probe and writes every gate dashboard at `step`."""
+        traced = self._tracer(self.probe_x, self.probe_mask)
+        flows = {}
+        if self.gradients:
+            flows = gradient_flow(
+                self.model, self.probe_x, self.probe_y, self.probe_mask, tracer=self._tracer
+            )
+        writer = self.gate_writer
+        for part, gates in traced.items():
+            write_gate_summaries(writer, part, gates, step)
+            if part in flows:
+                write_gradient_flow(writer, part, flows[part], step)
+        writer.flush()
+        if self.images:
+            self._pending = [f for f in self._pending if not f.done()]
+            if self._painter is None:
+                self._painter = ThreadPoolExecutor(1, thread_name_prefix="kgates-images")
+            self._pending.append(self._painter.submit(_draw, writer, traced, flows, step))
+
+
+def _draw(writer: EventWriter, traced: dict, flows: dict, step: int) -> None:
+    for part, gates in traced.items():
+        write_gate_images(writer, part, gates, step)
+        if part in flows:
+            png, height, width = plots.gradient_flow(
+                flows[part], f"{part}: gradient flow over time"
+            )
+            writer.image(f"gradient_flow/{part}", png, height, width, step)
+
+
+def write_gate_summaries(writer: EventWriter, part: str, gates: dict, step: int) -> None:
+    """Histograms and scalars of one layer's traced gates."""
+    nonfinite = 0
+    for name, values in gates.items():
+        data = np.ma.getdata(values)[~np.ma.getmaskarray(values)]
+        finite = np.isfinite(data)
+        nonfinite += int(data.size - finite.sum())
+        data = data[finite]
+        writer.histogram(f"gates/{part}/{name}", data, step)
+        writer.scalar(f"gate_mean/{part}/{name}", data.mean() if data.size else np.nan, step)
+        if name in SIGMOID_GATES:
+            left, right = saturation(values)
+            writer.scalar(f"saturation/{part}/{name}/left", left, step)
+            writer.scalar(f"saturation/{part}/{name}/right", right, step)
+    if "f" in gates:
+        writer.scalar(f"forget_closed/{part}", forget_closed(gates["f"]), step)
+    writer.scalar(f"nonfinite/{part}", nonfinite, step)
+
+
+def _first_sample(values) -> np.ndarray:
+    """(time, units) of the first probe sequence, its padded steps dropped."""
+    sample = values[0]
+    valid = ~np.ma.getmaskarray(sample).any(axis=-1)
+    return np.ma.getdata(sample)[valid]
+
+
+def write_gate_images(writer: EventWriter, part: str, gates: dict, step: int) -> None:
+    """Heatmaps, traces and the saturation scatter of one layer's gates."""
+    state_name = "c" if "c" in gates else "h"
+    state = _first_sample(gates[state_name])
+    if state.size:
+        bound = float(np.nanmax(np.abs(state), initial=0.0)) or 1.0
+        png, height, width = plots.heatmap(
+            state.T, f"{part}: {state_name}_t, first probe sequence", "RdBu_r", -bound, bound
+        )
+        writer.image(f"cell_state/{part}", png, height, width, step)
+        finite = np.where(np.isfinite(state), state, 0.0)
+        active = np.argsort(-finite.std(axis=0))[: min(TRACED_UNITS, state.shape[1])]
+        png, height, width = plots.traces(
+            state, active, f"{part}: {state_name}_t of the most active units", state_name
+        )
+        writer.image(f"cell_trace/{part}", png, height, width, step)
+    fractions = {}
+    for name in SIGMOID_GATES:
+        if name not in gates:
+            continue
+        sample = _first_sample(gates[name])
+        if sample.size:
+            png, height, width = plots.heatmap(
+                sample.T, f"{part}: gate {name}, first probe sequence", "viridis", 0.0, 1.0
+            )
+            writer.image(f"gate_heatmap/{part}/{name}", png, height, width, step)
+        fractions[name] = unit_saturation(gates[name])
+    if fractions:
+        png, height, width = plots.saturation_scatter(fractions, f"{part}: saturation per unit")
+        writer.image(f"saturation_scatter/{part}", png, height, width, step)
+
+
+def write_gradient_flow(writer: EventWriter, part: str, norms: dict, step: int) -> None:
+    for name, values in norms.items():
+        writer.scalar(f"gradient_flow/{part}/reach_{name}", reach(values), step)
