@@ -7,6 +7,6 @@ from kgates.lstm import LSTMCell as LSTMCell
 from kgates.rnn import GatedRNN as GatedRNN
 
 __version__ = "0.1.0"
-from kgates.gradient_flow import gradient_flow as gradient_flow
+from kgates.gradflow import gradient_flow as gradient_flow
 from kgates.tensorboard import TensorBoard as TensorBoard
-from kgates.trace import trace as trace
+from kgates.tracing import trace as trace

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 
 def _positive_int(text: str) -> int:
@@ -39,7 +40,35 @@ def build_parser() -> argparse.ArgumentParser:
     ]:
         demo.add_argument(flag, type=_positive_int, default=default, help=f"{meaning} ({default})")
     demo.add_argument("--seed", type=int, default=0, help="random seed (0)")
+
+    board = commands.add_parser(
+        "board", help="start TensorBoard on 127.0.0.1 with the gate dashboards of LOGDIR"
+    )
+    board.add_argument("logdir", help="a run directory, or a directory of runs")
+    board.add_argument("--port", type=int, default=6006, help="port (6006; 0 picks a free one)")
     return parser
+
+
+def serve(logdir: str, port: int) -> int:
+    """Runs TensorBoard bound to 127.0.0.1 until interrupted."""
+    from tensorboard import program
+
+    if not os.path.isdir(logdir):
+        print(f"kgates board: no such directory: {logdir}", file=sys.stderr)
+        return 2
+    board = program.TensorBoard()
+    board.configure(argv=[None, "--logdir", logdir, "--host", "127.0.0.1", "--port", str(port)])
+    try:
+        url = board.launch()
+    except program.TensorBoardServerException as error:
+        print(f"kgates board: {error.msg}", file=sys.stderr)
+        return 1
+    print(f"TensorBoard for {logdir} at {url} (Ctrl-C to stop)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             epochs=args.epochs,
             seed=args.seed,
         )
+    elif args.command == "board":
+        return serve(args.logdir, args.port)
     return 0
 
 

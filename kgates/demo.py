@@ -9,13 +9,13 @@ import numpy as np
 
 from kgates.gru import GRUCell
 from kgates.lstm import VARIANTS, LSTMCell
-from kgates.rnn import GatedRNN
 from kgates.tasks import adding_problem
+from kgates.tensorboard import SIGMOID_GATES, saturation
+from kgates.tracing import trace
 
 CELLS = (*VARIANTS, "GRU")
 # Defaults: learns on a laptop CPU in about ten seconds.
 UNITS, LENGTH, SAMPLES, EPOCHS = 32, 30, 4000, 15
-SIGMOID_GATES = ("i", "f", "o", "z", "r")
 
 
 def make_cell(code: str, units: int, **kwargs):
@@ -25,15 +25,6 @@ def make_cell(code: str, units: int, **kwargs):
     if code in VARIANTS:
         return LSTMCell(units, variant=code, **kwargs)
     raise ValueError(f"unknown cell {code!r}; expected one of {CELLS}.")
-
-
-def gate_model(layer: keras.layers.RNN, input_shape: tuple) -> GatedRNN:
-    """A GatedRNN with the weights of `layer`, returning every step's gates."""
-    cell = type(layer.cell).from_config({**layer.cell.get_config(), "return_gates": True})
-    gated = GatedRNN(cell, return_sequences=True)
-    gated.build(input_shape)
-    gated.set_weights(layer.get_weights())
-    return gated
 
 
 def run(
@@ -67,10 +58,7 @@ def run(
     mse = float(model.evaluate(x_test, y_test, verbose=0))
     baseline = float(np.mean((y_test - y.mean()) ** 2))
 
-    gates = {
-        k: keras.ops.convert_to_numpy(v).astype("float64")
-        for k, v in gate_model(rnn, x_test.shape)(x_test).items()
-    }
+    gates = {k: v.astype("float64") for k, v in trace(model, x_test)[rnn.name].items()}
     marked = x_test[..., 1] == 1.0
     stats = {}
     for name, value in gates.items():
@@ -81,8 +69,7 @@ def run(
             "max_abs": float(np.abs(value).max()),
         }
         if name in SIGMOID_GATES:  # saturation after Karpathy et al. 2015
-            stats[name]["left"] = float((value < 0.1).mean())
-            stats[name]["right"] = float((value > 0.9).mean())
+            stats[name]["left"], stats[name]["right"] = saturation(value)
     result = {"mse": mse, "baseline_mse": baseline, "seconds": seconds, "gates": stats}
     # The unit whose write gate best separates marked from other steps: an
     # LSTM opens i there; a GRU lowers z (h = z * h_tm1 + (1 - z) * g).

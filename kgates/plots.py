@@ -71,8 +71,9 @@ def saturation_scatter(fractions: dict, title: str) -> tuple[bytes, int, int]:
     axes = fig.subplots(1, max(len(fractions), 1), squeeze=False)[0]
     for ax, (gate, (left, right)) in zip(axes, fractions.items()):
         ax.plot([0, 1], [1, 0], color="0.75", linewidth=0.8)
-        ax.scatter(left, right, s=14, alpha=0.7)
+        ax.plot(left, right, "o", markersize=3.5, alpha=0.7)
         ax.set(xlim=(-0.03, 1.03), ylim=(-0.03, 1.03), title=f"gate {gate}")
+        ax.set(xticks=[0, 0.5, 1], yticks=[0, 0.5, 1])
         ax.set_xlabel("fraction left-saturated (< 0.1)", fontsize=8)
         ax.set_ylabel("fraction right-saturated (> 0.9)", fontsize=8)
     fig.suptitle(title, fontsize=10)
@@ -91,6 +92,7 @@ def gradient_flow(norms: dict, title: str) -> tuple[bytes, int, int]:
     ax.set_yscale("log")
     ax.set(title=title, xlabel="time step t", ylabel="gradient norm (mean over probe)")
     ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
+    ax.grid(alpha=0.3)
+    ax.minorticks_off()
     fig.subplots_adjust(left=0.12, right=0.98, bottom=0.15, top=0.9)
     return _png(fig)

@@ -10,9 +10,9 @@ import keras
 import numpy as np
 
 from kgates import plots
-from kgates.gradient_flow import gradient_flow, reach
+from kgates.gradflow import GradientFlow, reach
 from kgates.summary import EventWriter, NumpySummary
-from kgates.trace import Tracer
+from kgates.tracing import Tracer
 
 SIGMOID_GATES = ("i", "f", "o", "z", "r")
 LOW, HIGH = 0.1, 0.9  # saturation thresholds (Karpathy et al. 2015)
@@ -44,7 +44,8 @@ class TensorBoard(keras.callbacks.TensorBoard):
 
     Every argument and behaviour of `keras.callbacks.TensorBoard` is kept.
     Every `gate_freq` epochs the callback traces the probe batch through the
-    model (`kgates.trace`) and writes into the run's `train` directory:
+    model (`kgates.trace`) and writes into the run's `train` directory
+    (images every `image_freq`-th time):
 
     - histograms `gates/{layer}/{gate}` of every gate, `c` and `h`;
     - scalars `gate_mean/{layer}/{gate}`, `saturation/{layer}/{gate}/left|right`
@@ -73,7 +74,9 @@ class TensorBoard(keras.callbacks.TensorBoard):
             model's own mask, from `Masking` or `Embedding(mask_zero=True)`).
         max_probe: the probe is subsampled (evenly) to at most this many
             sequences. Default: 256.
-        images: write the image dashboards. Default: True.
+        image_freq: every how many gate dashboards also draw the images (about
+            0.3 s of drawing per layer, off the training thread); 0 for none.
+            Default: 5 (with `gate_freq=1`: epochs 0, 5, 10, ...).
         gradients: write the gradient flow. Default: True.
         **kwargs: any argument of `keras.callbacks.TensorBoard`.
 
@@ -86,9 +89,11 @@ class TensorBoard(keras.callbacks.TensorBoard):
     _RUNTIME = (
         "_model",
         "_tracer",
+        "_flow",
         "_gate_writer",
         "_writers",
         "_prev_summary_state",
+        "_summary_module",
         "_painter",
         "_pending",
     )
@@ -101,7 +106,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
         layers: str | list[str] | None = None,
         probe_mask=None,
         max_probe: int = 256,
-        images: bool = True,
+        image_freq: int = 5,
         gradients: bool = True,
         **kwargs,
     ):
@@ -109,6 +114,10 @@ class TensorBoard(keras.callbacks.TensorBoard):
         if isinstance(gate_freq, bool) or not isinstance(gate_freq, int) or gate_freq < 0:
             raise ValueError(
                 f"kgates.TensorBoard: `gate_freq` must be an integer >= 0, got {gate_freq!r}."
+            )
+        if isinstance(image_freq, bool) or not isinstance(image_freq, int) or image_freq < 0:
+            raise ValueError(
+                f"kgates.TensorBoard: `image_freq` must be an integer >= 0, got {image_freq!r}."
             )
         if isinstance(max_probe, bool) or not isinstance(max_probe, int) or max_probe < 1:
             raise ValueError(
@@ -122,11 +131,12 @@ class TensorBoard(keras.callbacks.TensorBoard):
         x, y = probe if isinstance(probe, tuple) and len(probe) == 2 else (probe, None)
         self.gate_freq = gate_freq
         self.layers = layers
-        self.images = images
+        self.image_freq = image_freq
         self.gradients = gradients
         self.max_probe = max_probe
         self.probe_x, self.probe_y, self.probe_mask = self._subsample(x, y, probe_mask)
         self._tracer = None
+        self._flow = None
         self._gate_writer = None
         self._painter = None  # draws the images off the training thread
         self._pending = []
@@ -178,6 +188,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
             clone.__dict__[key] = None if key in self._RUNTIME else copy.deepcopy(value, memo)
         clone._writers = {}
         clone._prev_summary_state = []
+        clone._pending = []
         return clone
 
     def set_model(self, model):
@@ -187,6 +198,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
         if self.gate_freq:
             self._check_probe(model)
             self._tracer = Tracer(model, self.layers)
+            self._flow = GradientFlow(model, self._tracer) if self.gradients else None
 
     def _check_probe(self, model):
         try:
@@ -212,7 +224,8 @@ class TensorBoard(keras.callbacks.TensorBoard):
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
         if self.gate_freq and epoch % self.gate_freq == 0:
-            self.log_gates(epoch)
+            dashboard = epoch // self.gate_freq
+            self.log_gates(epoch, images=bool(self.image_freq) and dashboard % self.image_freq == 0)
 
     def on_train_end(self, logs=None):
         super().on_train_end(logs)
@@ -238,22 +251,20 @@ class TensorBoard(keras.callbacks.TensorBoard):
             self._gate_writer = EventWriter(os.path.join(self.log_dir, "train"))
         return self._gate_writer
 
-    def log_gates(self, step: int) -> None:
-        """Traces the probe and writes every gate dashboard at `step`."""
+    def log_gates(self, step: int, images: bool = True) -> None:
+        """Traces the probe and writes the gate dashboards (images too) at `step`."""
         traced = self._tracer(self.probe_x, self.probe_mask)
         flows = {}
-        if self.gradients:
-            flows = gradient_flow(
-                self.model, self.probe_x, self.probe_y, self.probe_mask, tracer=self._tracer
-            )
+        if self._flow is not None:
+            flows = self._flow(self.probe_x, self.probe_y, self.probe_mask)
         writer = self.gate_writer
         for part, gates in traced.items():
             write_gate_summaries(writer, part, gates, step)
             if part in flows:
                 write_gradient_flow(writer, part, flows[part], step)
         writer.flush()
-        if self.images:
-            self._pending = [f for f in self._pending if not f.done()]
+        if images:
+            self._pending = [f for f in self._pending or [] if not f.done()]
             if self._painter is None:
                 self._painter = ThreadPoolExecutor(1, thread_name_prefix="kgates-images")
             self._pending.append(self._painter.submit(_draw, writer, traced, flows, step))

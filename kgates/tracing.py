@@ -181,6 +181,12 @@ def _h_sequence_layer(layer: keras.layers.RNN, input_shape) -> keras.layers.RNN:
     return clone
 
 
+def _sequence_input(part: RecurrentPart):
+    """The symbolic sequence fed to a part (a layer given a mask lists it too)."""
+    value = part.wrapper.input
+    return value[0] if isinstance(value, (list, tuple)) else value
+
+
 class PartGates(keras.layers.Layer):
     """A recurrent part's h and gates, in the input's time order, as a Keras layer.
 
@@ -259,7 +265,7 @@ class Tracer:
             self._structure = model.input
         except (AttributeError, ValueError):  # a Sequential model
             self._structure = inputs[0] if len(inputs) == 1 else inputs
-        self._gates = {p.name: PartGates(p, p.wrapper.input.shape) for p in self.parts}
+        self._gates = {p.name: PartGates(p, _sequence_input(p).shape) for p in self.parts}
         self._maskers = [
             layer
             for layer in model.layers
@@ -278,7 +284,7 @@ class Tracer:
                 inputs = [self._structure, mask]
             outputs = {}
             for part in self.parts:
-                x = part.wrapper.input
+                x = _sequence_input(part)
                 kwargs = {}
                 if mask is not None and x.shape[1] == steps:
                     kwargs["mask"] = mask
@@ -313,7 +319,8 @@ class Tracer:
         """The input sequence of every part, and the (B, T) mask (or None)."""
         if "features" not in self._models:
             wrappers = list(dict.fromkeys(p.wrapper for p in self.parts))
-            outputs = [w.input for w in wrappers] + [m.input for m in self._maskers]
+            outputs = [_sequence_input(RecurrentPart("", w, w)) for w in wrappers]
+            outputs += [m.input for m in self._maskers]
             self._models["features"] = (wrappers, keras.Model(self._structure, outputs))
         wrappers, features = self._models["features"]
         values = features(x)

@@ -1,0 +1,161 @@
+"""How much does kgates.TensorBoard slow training down?
+
+Trains the same model on the adding problem with no callback, with
+keras.callbacks.TensorBoard and with kgates.TensorBoard (gate_freq=1, default
+image_freq), alternating the three in rounds. Two measures:
+
+- the work kgates adds, timed where it happens: the dashboards computed at
+  epoch end (trace, gradient flow, histograms) plus the CPU time of drawing
+  the images on their own thread, per epoch, over the median epoch time;
+- the side-by-side median epoch times, which on a shared 2-core machine
+  wander by +-20% from run to run, so they bound the effect only loosely.
+
+    python experiments/callback_overhead.py            # full size
+    python experiments/callback_overhead.py --smoke    # seconds, for tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+
+import keras
+import numpy as np
+
+import kgates
+import kgates.tensorboard as kgates_tensorboard
+from kgates.tasks import adding_problem
+
+WORK = {"dashboards": [], "drawing": []}
+
+
+def _timed_dashboards(callback):
+    log_gates = callback.log_gates
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        log_gates(*args, **kwargs)
+        WORK["dashboards"].append(time.perf_counter() - start)
+
+    callback.log_gates = timed
+    return callback
+
+
+def _timed_draw(draw):
+    def timed(*args):
+        start = time.thread_time()  # CPU time of the drawing thread
+        draw(*args)
+        WORK["drawing"].append(time.thread_time() - start)
+
+    return timed
+
+
+FULL = {"samples": 8000, "length": 50, "units": 64, "epochs": 8, "probe": 64, "rounds": 3}
+SMOKE = {"samples": 256, "length": 10, "units": 8, "epochs": 2, "probe": 16, "rounds": 1}
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall time of every epoch, the callbacks' end-of-epoch work included."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._start)
+
+
+def train(size: dict, callback_factory, seed: int = 0) -> list[float]:
+    keras.utils.set_random_seed(seed)
+    x, y = adding_problem(size["samples"], size["length"], seed=seed)
+    model = keras.Sequential(
+        [keras.Input((size["length"], 2)), keras.layers.LSTM(size["units"]), keras.layers.Dense(1)]
+    )
+    model.compile(keras.optimizers.Adam(1e-3), "mse")
+    timer = EpochTimer()
+    probe = (x[: size["probe"]], y[: size["probe"]])
+    extra = callback_factory(probe)
+    # The timer runs last, so it includes the other callbacks' epoch-end work.
+    model.fit(x, y, epochs=size["epochs"], batch_size=64, verbose=0, callbacks=[*extra, timer])
+    for callback in extra:
+        if hasattr(callback, "wait"):
+            callback.wait()
+    return timer.times
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for tests")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+    size = SMOKE if args.smoke else FULL
+    with tempfile.TemporaryDirectory() as logdir:
+        runs = {
+            "none": lambda probe: [],
+            "keras.TensorBoard": lambda probe: [keras.callbacks.TensorBoard(f"{logdir}/keras")],
+            "kgates.TensorBoard": lambda probe: [
+                _timed_dashboards(kgates.TensorBoard(f"{logdir}/kgates", probe=probe))
+            ],
+        }
+        # Rounds alternate the three set-ups, so that a slow spell of a shared
+        # machine hits all of them alike.
+        kgates_tensorboard._draw = _timed_draw(kgates_tensorboard._draw)
+        times = {name: [] for name in runs}
+        for _ in range(size["rounds"]):
+            for name, factory in runs.items():
+                times[name].append(train(size, factory))
+    # The first epoch compiles the training step (and the dashboards' functions).
+    median = {
+        name: float(np.median([e for run in t for e in run[1:]])) for name, t in times.items()
+    }
+    first = {name: float(np.median([run[0] for run in t])) for name, t in times.items()}
+    totals = {name: float(np.median([sum(run) for run in t])) for name, t in times.items()}
+    overhead = median["kgates.TensorBoard"] / median["keras.TensorBoard"] - 1.0
+    total = totals["kgates.TensorBoard"] / totals["keras.TensorBoard"] - 1.0
+    epochs = len(WORK["dashboards"])
+    runs_count = size["rounds"]
+    # The first dashboard of each run compiles the tracing and gradient functions.
+    steady = [t for k, t in enumerate(WORK["dashboards"]) if k % size["epochs"] != 0]
+    added = (np.median(steady) if steady else 0.0) + sum(WORK["drawing"]) / epochs
+    work = float(added / median["keras.TensorBoard"])
+    compile_s = float(np.median(WORK["dashboards"][:: size["epochs"]]))
+    result = {
+        "backend": keras.backend.backend(),
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+        "size": size,
+        "median_epoch_s": median,
+        "first_epoch_s": first,
+        "overhead_vs_keras_tensorboard": overhead,
+        "overhead_total_with_first_epoch": total,
+        "dashboard_s_median": float(np.median(steady)) if steady else None,
+        "drawing_cpu_s_per_epoch": float(sum(WORK["drawing"]) / epochs),
+        "first_dashboard_s": compile_s,
+        "added_work_per_epoch": work,
+        "runs": runs_count,
+    }
+    print(f"backend {result['backend']}, sizes {size}")
+    for name in runs:
+        print(f"  {name:<20} median epoch {median[name]:.3f} s   first epoch {first[name]:.3f} s")
+    print(
+        f"work added by kgates per epoch: dashboards {result['dashboard_s_median']:.3f} s + "
+        f"drawing {result['drawing_cpu_s_per_epoch']:.3f} s CPU = {work:.1%} of an epoch "
+        f"(first dashboard, compiling: {compile_s:.2f} s)"
+    )
+    print(
+        f"side by side: kgates.TensorBoard vs keras.TensorBoard {overhead:+.1%} per epoch "
+        f"(median), {total:+.1%} over the whole run"
+    )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main()

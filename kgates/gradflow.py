@@ -1,0 +1,289 @@
+"""Gradient flow over time: the norm of dL/dh_t and dL/dc_t for every step t.
+
+The model is run once with a zero tensor added to each traced layer's output,
+which gives dL/dy, the gradient that reaches the layer from above. Then the
+layer's recurrence is unrolled step by step with an equivalent kgates cell
+(same weights) and zero perturbations added to h_t and c_t; the gradient of
+sum_t <dL/dy_t, h_t> with respect to those perturbations is dL/dh_t and dL/dc_t,
+through every path, as backpropagation through time sees it.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from kgates.gates import GatedCellMixin
+from kgates.gru import GRUCell
+from kgates.lstm import LSTMCell
+from kgates.tracing import RecurrentPart, Tracer
+
+
+def equivalent_cell(cell) -> GatedCellMixin:
+    """A built kgates cell computing what `cell` computes, with its weights."""
+    if isinstance(cell, GatedCellMixin):
+        clone = type(cell).from_config({**cell.get_config(), "return_gates": False})
+    elif isinstance(cell, keras.layers.LSTMCell):
+        clone = LSTMCell.from_config(cell.get_config())
+    elif isinstance(cell, keras.layers.GRUCell):
+        clone = GRUCell.from_config(cell.get_config())
+    elif isinstance(cell, keras.layers.SimpleRNNCell):
+        # A GRU with r = 1 and z = 0 is a plain RNN with the candidate's weights.
+        clone = GRUCell(
+            cell.units,
+            activation=cell.activation,
+            use_bias=cell.use_bias,
+            reset_after=False,
+            pin={"z": 0.0, "r": 1.0},
+        )
+    else:
+        raise TypeError(f"kgates: no kgates equivalent for cell {type(cell).__name__}.")
+    clone.build((None, cell.kernel.shape[0]))
+    clone.set_weights(cell.get_weights())
+    return clone
+
+
+def compiled_gradient(fn, owner):
+    """`grad(deltas, *args)`: d fn(deltas, *args) / d deltas, compiled by the backend.
+
+    `deltas` is a list of tensors; `owner` is the layer or model whose
+    variables `fn` reads (JAX reads them statelessly, so new weights need no
+    recompilation). The one backend-specific piece of kgates.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function(reduce_retracing=True)
+        def grad(deltas, *args):
+            with tf.GradientTape() as tape:
+                tape.watch(deltas)
+                value = fn(deltas, *args)
+            return tape.gradient(value, deltas, unconnected_gradients="zero")
+
+        return grad
+    if backend == "jax":
+        import jax
+
+        variables = list(owner.variables)
+
+        def stateless(values, deltas, *args):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return fn(deltas, *args)
+
+        jitted = jax.jit(jax.grad(stateless, argnums=1))
+        return lambda deltas, *args: jitted([v.value for v in variables], deltas, *args)
+    if backend == "torch":
+        import torch
+
+        def grad(deltas, *args):
+            deltas = [d.detach().requires_grad_(True) for d in deltas]
+            grads = torch.autograd.grad(fn(deltas, *args), deltas, allow_unused=True)
+            return [torch.zeros_like(d) if g is None else g for d, g in zip(deltas, grads)]
+
+        return grad
+    raise NotImplementedError(f"kgates: gradient flow needs autodiff; backend {backend!r}.")
+
+
+def _loss_fn(model: keras.Model, with_targets: bool):
+    loss = getattr(model, "loss", None)
+    if with_targets and loss is not None and not isinstance(loss, (list, dict)):
+        loss = keras.losses.get(loss)
+        return lambda pred, y: ops.mean(loss(y, pred))
+
+    def surrogate(pred, y=None):  # no targets: half the mean squared outputs
+        return sum(
+            0.5 * ops.mean(ops.sum(ops.reshape(p, (ops.shape(p)[0], -1)) ** 2, axis=-1))
+            for p in keras.tree.flatten(pred)
+        )
+
+    return surrogate
+
+
+class _Patched:
+    """Adds a perturbation to the h output of each traced layer while active."""
+
+    def __init__(self, parts: list[RecurrentPart]):
+        self.parts = parts
+        self.deltas = {}
+        self.shapes = {}
+
+    def _call(self, part, original):
+        def call(*args, **kwargs):
+            out = original(*args, **kwargs)
+            first = out[0] if isinstance(out, (list, tuple)) else out
+            h = first["h"] if isinstance(first, dict) else first
+            self.shapes[part.name] = tuple(h.shape)
+            delta = self.deltas.get(part.name)
+            if delta is None:
+                return out
+            h = h + ops.cast(delta, h.dtype)
+            first = {**first, "h": h} if isinstance(first, dict) else h
+            return [first, *out[1:]] if isinstance(out, (list, tuple)) else first
+
+        return call
+
+    def __enter__(self):
+        for part in self.parts:
+            part.layer.call = self._call(part, part.layer.call)
+        return self
+
+    def __exit__(self, *exc):
+        self.deltas.clear()
+        for part in self.parts:
+            del part.layer.call  # back to the class's method
+
+
+def _flow_fn(cell, has_c: bool):
+    """sum_t <dL/dy_t, h_t> of an unrolled cell, perturbed by (dh_t, dc_t)."""
+    state_sizes = _state_sizes(cell)
+
+    def total(deltas, x, mask, upstream_seq, upstream_last):
+        batch = ops.shape(x)[0]
+        init = [ops.zeros((batch, size), "float32") for size in state_sizes]
+        dh, dc = deltas
+        xs = (
+            ops.transpose(x, (1, 0, 2)),
+            ops.transpose(mask)[..., None],
+            dh,
+            dc,
+            ops.transpose(upstream_seq, (1, 0, 2)),
+        )
+
+        def step(states, inputs):
+            x_t, m_t, dh_t, dc_t, g_t = inputs
+            if has_c:  # dL/dc_t: c_t is perturbed before o_t and h_t see it
+                _, new = cell.call(x_t, list(states), c_delta=dc_t)
+            else:
+                _, new = cell.call(x_t, list(states))
+            new = list(new) if isinstance(new, (list, tuple)) else [new]
+            new[0] = new[0] + dh_t
+            new = [m_t * n + (1.0 - m_t) * s for n, s in zip(new, states)]
+            # (TensorFlow's scan wants outputs shaped like the carry.)
+            return new, [m_t * g_t * new[0], *(ops.zeros_like(s) for s in new[1:])]
+
+        final, contributions = ops.scan(step, init, xs)
+        return ops.sum(contributions[0]) + ops.sum(upstream_last * final[0])
+
+    return total
+
+
+def _state_sizes(cell) -> list[int]:
+    sizes = cell.state_size
+    return list(sizes) if isinstance(sizes, (list, tuple)) else [sizes]
+
+
+class GradientFlow:
+    """Measures gradient flow of a model's recurrent layers; reusable across calls.
+
+    Compiles (tf.function, jax.jit) its two gradient computations on first use;
+    each call reads the current weights.
+    """
+
+    def __init__(self, model: keras.Model, tracer: Tracer | None = None, layers=None):
+        self.model = model
+        self.tracer = tracer or Tracer(model, layers)
+        self._upstream = {}
+        self._cells = {}
+        self._flows = {}
+
+    def upstream(self, x, y=None) -> dict:
+        """dL/d(output) of every traced layer, in the layer's own output layout."""
+        parts = self.tracer.parts
+        names = [p.name for p in parts]
+        loss_fn = _loss_fn(self.model, y is not None)
+        patch = _Patched(parts)
+        with patch:
+            key = y is not None
+            if key not in self._upstream:
+                self.model(x)  # records the output shapes
+
+                def loss(deltas, x, *y):
+                    patch.deltas.update(zip(names, deltas))
+                    return loss_fn(self.model(x), *y)
+
+                self._upstream[key] = (compiled_gradient(loss, self.model), dict(patch.shapes))
+            grad, shapes = self._upstream[key]
+            zeros = [ops.zeros(shapes[n], "float32") for n in names]
+            grads = grad(zeros, x) if y is None else grad(zeros, x, y)
+        return dict(zip(names, grads))
+
+    def part(self, part: RecurrentPart, x, mask, upstream) -> dict:
+        """Mean over samples of ||dL/dh_t|| (and ||dL/dc_t||), in input time order."""
+        cell = self._cells.get(part.name)
+        if cell is None:
+            cell = self._cells[part.name] = equivalent_cell(part.cell)
+        cell.set_weights(part.cell.get_weights())
+        has_c = isinstance(cell, LSTMCell)
+        if part.name not in self._flows:
+            self._flows[part.name] = compiled_gradient(_flow_fn(cell, has_c), cell)
+        backwards = part.layer.go_backwards
+        x = ops.cast(x, "float32")
+        batch, steps = x.shape[0], x.shape[1]
+        if mask is None:
+            mask = ops.ones((batch, steps), "float32")
+        mask = ops.cast(mask, "float32")
+        if backwards:
+            x, mask = ops.flip(x, axis=1), ops.flip(mask, axis=1)
+        upstream = ops.cast(upstream, "float32")[..., : cell.units]  # h of a packed output
+        if len(upstream.shape) == 3:
+            upstream_seq, upstream_last = upstream, ops.zeros((batch, cell.units), "float32")
+        else:
+            upstream_seq, upstream_last = ops.zeros((batch, steps, cell.units), "float32"), upstream
+        zeros = [ops.zeros((steps, batch, cell.units), "float32") for _ in range(2)]
+        grads = self._flows[part.name](zeros, x, mask, upstream_seq, upstream_last)
+        valid = ops.convert_to_numpy(mask) > 0.5
+        count = np.maximum(valid.sum(axis=0), 1)
+        result = {}
+        for name, grad in zip(("h", "c") if has_c else ("h",), grads):
+            norms = ops.convert_to_numpy(ops.norm(grad, axis=-1)).T  # (batch, time)
+            mean = np.where(valid, norms, 0.0).sum(axis=0) / count
+            result[name] = mean[::-1] if backwards else mean
+        return result
+
+    def __call__(self, x, y=None, mask=None) -> dict:
+        inputs, mask = self.tracer.layer_inputs(x, mask)
+        upstream = self.upstream(x, y)
+        flows = {}
+        for part in self.tracer.parts:
+            xs = inputs[part.name]
+            part_mask = mask if mask is not None and mask.shape[1] == xs.shape[1] else None
+            flows[part.name] = self.part(part, xs, part_mask, upstream[part.name])
+        return flows
+
+
+def gradient_flow(model: keras.Model, x, y=None, mask=None, layers=None) -> dict:
+    """Norms of dL/dh_t and dL/dc_t along time, for every recurrent layer.
+
+    Args:
+        model: a functional or Sequential Keras model built on `keras.Input`.
+        x: a batch of inputs.
+        y: optional targets. With targets and a compiled single loss, L is the
+            model's loss; otherwise L is half the mean squared norm of the
+            model's outputs.
+        mask: optional `(batch, time)` mask (default: the model's own mask).
+        layers: optional layer name(s) to keep.
+
+    Returns:
+        `{layer_name: {"h": (time,), "c": (time,)}}`: the mean over samples of
+        `||dL/dh_t||` and, for LSTMs, `||dL/dc_t||`, in the input's time order;
+        padded steps are left out of the mean.
+
+    Example:
+
+    >>> flow = kgates.gradient_flow(model, x[:32], y[:32])
+    >>> flow["lstm"]["c"].shape
+    (20,)
+    """
+    return GradientFlow(model, layers=layers)(x, y, mask)
+
+
+def reach(norms: np.ndarray, ratio: float = 0.01) -> int:
+    """How many steps back from the last the gradient stays >= `ratio` of its peak."""
+    norms = np.nan_to_num(np.asarray(norms, np.float64))
+    peak = norms.max(initial=0.0)
+    if peak <= 0.0:
+        return 0
+    alive = np.flatnonzero(norms >= ratio * peak)
+    return int(len(norms) - alive[0])

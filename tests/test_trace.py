@@ -1,0 +1,184 @@
+"""kgates.trace: gates of every recurrent layer, recomputed exactly for stock layers."""
+
+import keras
+import numpy as np
+import pytest
+from reference import gru_reference, lstm_reference, npy, randomize
+
+import kgates
+from kgates.tracing import Tracer
+
+ATOL = 1e-5
+
+
+def _padded(rng, batch=4, time=9, features=3):
+    x = rng.normal(size=(batch, time, features)).astype("float32")
+    lengths = np.array([time, 5, 2, 7])[:batch]
+    mask = np.arange(time)[None, :] < lengths[:, None]
+    return x * mask[..., None], mask
+
+
+def _model(layer, time=9, features=3, masking=False):
+    inputs = keras.Input((time, features))
+    x = keras.layers.Masking(0.0)(inputs) if masking else inputs
+    return keras.Model(inputs, keras.layers.Dense(1)(layer(x)))
+
+
+def _kgates_gates(cell, weights, x, mask=None, go_backwards=False):
+    """The same weights in a kgates cell, stepped: the path trace must agree with."""
+    layer = kgates.GatedRNN(cell, return_sequences=True, go_backwards=go_backwards)
+    layer(x, mask=mask)
+    layer.set_weights(weights)
+    out = {k: npy(v) for k, v in layer(x, mask=mask).items()}
+    return {k: v[:, ::-1] for k, v in out.items()} if go_backwards else out
+
+
+def _assert_equal(traced, want, mask=None):
+    assert set(traced) == set(want)
+    for name, value in want.items():
+        got = np.ma.filled(traced[name], 0.0)
+        if mask is not None:
+            value = np.where(mask[..., None], value, 0.0)
+        np.testing.assert_allclose(got, value, atol=ATOL, err_msg=name)
+
+
+STOCK = [
+    (lambda back: keras.layers.LSTM(5, go_backwards=back), lambda: kgates.LSTMCell(5)),
+    (lambda back: keras.layers.GRU(5, go_backwards=back), lambda: kgates.GRUCell(5)),
+    (
+        lambda back: keras.layers.GRU(5, reset_after=False, go_backwards=back),
+        lambda: kgates.GRUCell(5, reset_after=False),
+    ),
+    (
+        lambda back: keras.layers.RNN(keras.layers.LSTMCell(5), go_backwards=back),
+        lambda: kgates.LSTMCell(5),
+    ),
+]
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize(("stock", "ours"), STOCK, ids=["LSTM", "GRU", "GRU-v1", "RNN(LSTMCell)"])
+def test_stock_layers_equal_kgates_cells_with_the_same_weights(
+    stock, ours, go_backwards, masked, rng
+):
+    x, mask = _padded(rng)
+    layer = stock(go_backwards)
+    model = _model(layer, masking=masked)
+    randomize(model, rng)
+    traced = kgates.trace(model, x)[layer.name]
+    want = _kgates_gates(ours(), layer.get_weights(), x, mask if masked else None, go_backwards)
+    _assert_equal(traced, want, mask if masked else None)
+    if masked:
+        np.testing.assert_array_equal(
+            np.ma.getmaskarray(traced["f" if "f" in traced else "z"])[..., 0], ~mask
+        )
+    else:
+        assert not np.ma.getmaskarray(traced["h"]).any()
+
+
+def test_stock_lstm_equals_numpy_float64_reference(rng):
+    x, mask = _padded(rng)
+    layer = keras.layers.LSTM(6)
+    model = _model(layer)
+    randomize(model, rng)
+    weights = dict(zip(["kernel", "recurrent_kernel", "bias"], layer.get_weights()))
+    traced = kgates.trace(model, x, mask=mask)[layer.name]
+    _assert_equal(traced, lstm_reference(x, weights, 6, mask=mask), mask)
+
+
+def test_simple_rnn_reports_its_h(rng):
+    x = rng.normal(size=(3, 7, 2)).astype("float32")
+    layer = keras.layers.SimpleRNN(4, return_sequences=True)
+    inputs = keras.Input((7, 2))
+    model = keras.Model(inputs, layer(inputs))
+    randomize(model, rng)
+    traced = kgates.trace(model, x)[layer.name]
+    assert set(traced) == {"h"}
+    np.testing.assert_allclose(traced["h"], npy(model(x)), atol=ATOL)
+    kernel, recurrent, bias = layer.get_weights()
+    # GRU with r = 1, z = 0 is the same RNN: an independent path to the same h.
+    want = gru_reference(
+        x,
+        {"kernel": kernel, "recurrent_kernel": recurrent, "bias": bias},
+        4,
+        reset_after=False,
+        pin={"z": 0.0, "r": 1.0},
+    )
+    np.testing.assert_allclose(traced["h"], want["h"], atol=ATOL)
+
+
+@pytest.mark.parametrize("return_gates", [False, True])
+@pytest.mark.parametrize("variant", ["NP", "CIFG", "FGR"])
+def test_kgates_cells_with_or_without_return_gates(variant, return_gates, rng):
+    x, mask = _padded(rng)
+    cell = kgates.LSTMCell(4, variant=variant, return_gates=return_gates)
+    rnn = keras.layers.RNN(cell, return_sequences=True, zero_output_for_mask=True)
+    inputs = keras.Input((9, 3))
+    model = keras.Model(inputs, rnn(keras.layers.Masking(0.0)(inputs)))
+    weights = randomize(model, rng)
+    preset = kgates.VARIANTS[variant]
+    want = lstm_reference(
+        x,
+        weights,
+        4,
+        mask=mask,
+        peephole=preset.get("peephole", False),
+        coupled=preset.get("coupled", False),
+        gate_recurrence=preset.get("gate_recurrence", False),
+    )
+    _assert_equal(kgates.trace(model, x)[rnn.name], want, mask)
+
+
+def test_bidirectional_and_stacked_layers(rng):
+    x = rng.normal(size=(3, 8, 2)).astype("float32")
+    inputs = keras.Input((8, 2))
+    bidi = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True), name="bidi")
+    top = keras.layers.GRU(3, name="top")
+    hidden = bidi(inputs)
+    model = keras.Model(inputs, top(hidden))
+    randomize(model, rng)
+    traced = kgates.trace(model, x)
+    assert set(traced) == {"bidi/forward", "bidi/backward", "top"}
+    fw = bidi.forward_layer.get_weights()
+    bw = bidi.backward_layer.get_weights()
+    _assert_equal(traced["bidi/forward"], _kgates_gates(kgates.LSTMCell(4), fw, x))
+    _assert_equal(
+        traced["bidi/backward"], _kgates_gates(kgates.LSTMCell(4), bw, x, go_backwards=True)
+    )
+    # the top layer's input is the Bidirectional output: forward h, then backward h
+    h = np.concatenate([traced["bidi/forward"]["h"], traced["bidi/backward"]["h"]], axis=-1)
+    _assert_equal(traced["top"], _kgates_gates(kgates.GRUCell(3), top.get_weights(), h))
+
+
+def test_compiled_tracer_equals_one_off_trace_and_follows_new_weights(rng):
+    x, mask = _padded(rng)
+    layer = keras.layers.LSTM(5)
+    model = _model(layer, masking=True)
+    tracer = Tracer(model)
+    for _ in range(2):  # the second time with new weights
+        randomize(model, rng)
+        compiled = tracer(x)[layer.name]
+        once = kgates.trace(model, x)[layer.name]
+        for name in once:
+            np.testing.assert_allclose(
+                np.ma.filled(compiled[name], 0), np.ma.filled(once[name], 0), atol=ATOL
+            )
+
+
+def test_layers_argument_selects(rng):
+    inputs = keras.Input((5, 2))
+    a = keras.layers.LSTM(3, return_sequences=True, name="a")
+    b = keras.layers.GRU(3, name="b")
+    model = keras.Model(inputs, b(a(inputs)))
+    assert set(kgates.trace(model, np.ones((2, 5, 2)), layers="b")) == {"b"}
+    with pytest.raises(ValueError, match=r"no recurrent layer named \['c'\].*\['a', 'b'\]"):
+        kgates.trace(model, np.ones((2, 5, 2)), layers=["c"])
+
+
+def test_model_without_recurrent_layers():
+    model = keras.Sequential([keras.Input((5, 2)), keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match="no recurrent layer"):
+        kgates.trace(model, np.ones((2, 5, 2)))
+    with pytest.raises(TypeError, match="keras.Model"):
+        kgates.trace(keras.layers.LSTM(3), np.ones((2, 5, 2)))
