@@ -147,7 +147,7 @@ def test_bidirectional_and_stacked_layers(rng):
         traced["bidi/backward"], _kgates_gates(kgates.LSTMCell(4), bw, x, go_backwards=True)
     )
     # the top layer's input is the Bidirectional output: forward h, then backward h
-    h = np.concatenate([traced["bidi/forward"]["h"], traced["bidi/backward"]["h"]], axis=-1)
+    h = np.concatenate([traced[f"bidi/{d}"]["h"].filled() for d in ("forward", "backward")], -1)
     _assert_equal(traced["top"], _kgates_gates(kgates.GRUCell(3), top.get_weights(), h))
 
 
