@@ -14,11 +14,10 @@ sleep 15  # TensorBoard reads the event files in the background
 shot() {  # shot NAME URL-FRAGMENT
   chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --disable-quic \
     --no-first-run --disable-background-networking --disable-component-update --disable-sync \
-    --user-data-dir="$(mktemp -d)" --window-size=1400,1050 --virtual-time-budget=20000 \
+    --user-data-dir="$(mktemp -d)" --window-size=1400,1050 --virtual-time-budget=40000 \
     --screenshot="docs/$1.png" "http://127.0.0.1:$port/$2" 2>/dev/null
 }
-shot dashboard-saturation "?tagFilter=saturation%2Flstm%2F#timeseries"
-shot dashboard-histograms "?tagFilter=gates%2Flstm#timeseries"
-shot dashboard-cell-state "?tagFilter=cell_state%7Ccell_trace#timeseries"
-shot dashboard-gradient-flow "?tagFilter=gradient_flow%2F#timeseries"
-shot dashboard-saturation-scatter "?tagFilter=saturation_scatter#timeseries"
+shot dashboard-histograms "#histograms&tagFilter=gates%2Flstm%2F(f%7Ci%7Cc)%24"
+shot dashboard-images "#images&tagFilter=gradient_flow%7Ccell_state"
+shot dashboard-gates "#images&tagFilter=gate_heatmap%2Flstm%7Csaturation_scatter%2Flstm"
+shot dashboard-scalars "#scalars&tagFilter=reach%7Cforget_closed%7Csaturation%2Flstm%2Ff"
