@@ -95,6 +95,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     size = SMOKE if args.smoke else FULL
+    WORK["dashboards"].clear()
+    WORK["drawing"].clear()
     with tempfile.TemporaryDirectory() as logdir:
         runs = {
             "none": lambda probe: [],
@@ -105,11 +107,15 @@ def main(argv=None) -> dict:
         }
         # Rounds alternate the three set-ups, so that a slow spell of a shared
         # machine hits all of them alike.
-        kgates_tensorboard._draw = _timed_draw(kgates_tensorboard._draw)
+        draw = kgates_tensorboard._draw
+        kgates_tensorboard._draw = _timed_draw(draw)
         times = {name: [] for name in runs}
-        for _ in range(size["rounds"]):
-            for name, factory in runs.items():
-                times[name].append(train(size, factory))
+        try:
+            for _ in range(size["rounds"]):
+                for name, factory in runs.items():
+                    times[name].append(train(size, factory))
+        finally:
+            kgates_tensorboard._draw = draw
     # The first epoch compiles the training step (and the dashboards' functions).
     median = {
         name: float(np.median([e for run in t for e in run[1:]])) for name, t in times.items()

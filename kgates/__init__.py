@@ -7,6 +7,8 @@ from kgates.lstm import LSTMCell as LSTMCell
 from kgates.rnn import GatedRNN as GatedRNN
 
 __version__ = "0.1.0"
+from kgates.fused import GRU as GRU
+from kgates.fused import LSTM as LSTM
 from kgates.gradflow import gradient_flow as gradient_flow
 from kgates.tensorboard import TensorBoard as TensorBoard
 from kgates.tracing import trace as trace

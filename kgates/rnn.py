@@ -3,8 +3,43 @@
 from __future__ import annotations
 
 import keras
+from keras import ops
 
 from kgates.gates import split_gates
+
+
+def stepped_with_last_real_step(inner_loop, layer, sequences, initial_state, mask, training):
+    """Runs `inner_loop`; with a mask, the last output is that of the last real step."""
+    if mask is None:
+        return inner_loop(sequences, initial_state, mask, training)
+    # every step's output is needed to find it (TensorFlow keeps only the last
+    # one when return_sequences is False)
+    saved, layer.return_sequences = layer.return_sequences, True
+    try:
+        last, outputs, states = inner_loop(sequences, initial_state, mask, training)
+    finally:
+        layer.return_sequences = saved
+    return last_real_step(outputs, mask, layer.go_backwards, last), outputs, states
+
+
+def last_real_step(outputs, mask, go_backwards: bool, last):
+    """The output of the last unpadded step of each sequence.
+
+    With `zero_output_for_mask=True` Keras returns the (zero) output of the
+    final step as the last output, also when that step is padding; a packed
+    gate output has to come from the last real step instead, as h does.
+    """
+    if isinstance(mask, (list, tuple)):
+        mask = mask[0]
+    if mask is None:
+        return last
+    if go_backwards:  # outputs are in processing order
+        mask = ops.flip(mask, axis=1)
+    steps = ops.shape(outputs)[1]
+    index = ops.arange(steps, dtype="int32")[None, :]
+    last_index = ops.max(ops.where(ops.cast(mask, "bool"), index, 0), axis=1)
+    picked = ops.take_along_axis(outputs, last_index[:, None, None], axis=1)
+    return ops.cast(picked[:, 0], last.dtype)
 
 
 @keras.saving.register_keras_serializable(package="kgates")
@@ -82,6 +117,11 @@ class GatedRNN(keras.layers.RNN):
                 f"features); got shape {tuple(sequences_shape)}."
             )
         super().build(sequences_shape, initial_state_shape)
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        return stepped_with_last_real_step(
+            super().inner_loop, self, sequences, initial_state, mask, training
+        )
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         result = super().call(sequences, initial_state=initial_state, mask=mask, training=training)

@@ -76,7 +76,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
             sequences. Default: 256.
         image_freq: every how many gate dashboards also draw the images (about
             0.3 s of drawing per layer, off the training thread); 0 for none.
-            Default: 5 (with `gate_freq=1`: epochs 0, 5, 10, ...).
+            Default: 10 (with `gate_freq=1`: epochs 0, 10, 20, ...).
         gradients: write the gradient flow. Default: True.
         **kwargs: any argument of `keras.callbacks.TensorBoard`.
 
@@ -106,7 +106,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
         layers: str | list[str] | None = None,
         probe_mask=None,
         max_probe: int = 256,
-        image_freq: int = 5,
+        image_freq: int = 10,
         gradients: bool = True,
         **kwargs,
     ):

@@ -1,0 +1,127 @@
+"""kgates.LSTM / kgates.GRU: Keras's fused layers plus exact gates."""
+
+import keras
+import numpy as np
+import pytest
+from reference import lstm_reference, npy, randomize
+
+import kgates
+
+ATOL = 1e-5
+
+
+def _padded(rng):
+    x = rng.normal(size=(4, 9, 3)).astype("float32")
+    mask = np.arange(9)[None] < np.array([[9], [5], [2], [7]])
+    return x * mask[..., None], mask
+
+
+LAYERS = [
+    (kgates.LSTM, keras.layers.LSTM, {}),
+    (kgates.GRU, keras.layers.GRU, {}),
+    (kgates.GRU, keras.layers.GRU, {"reset_after": False}),
+]
+IDS = ["LSTM", "GRU", "GRU-v1"]
+
+
+@pytest.mark.parametrize(("ours", "theirs", "kwargs"), LAYERS, ids=IDS)
+def test_without_gates_it_is_the_keras_layer(ours, theirs, kwargs, rng):
+    x, mask = _padded(rng)
+    ref = theirs(5, return_sequences=True, return_state=True, **kwargs)
+    layer = ours(5, return_sequences=True, return_state=True, **kwargs)
+    ref(x)
+    layer(x)
+    assert [w.path.split("/")[-1] for w in layer.weights] == [
+        w.path.split("/")[-1] for w in ref.weights
+    ]
+    randomize(ref, rng)
+    layer.set_weights(ref.get_weights())
+    for a, b in zip(layer(x, mask=mask), ref(x, mask=mask)):
+        np.testing.assert_allclose(npy(a), npy(b), atol=ATOL)
+
+
+@pytest.mark.parametrize("return_sequences", [True, False])
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize(("ours", "theirs", "kwargs"), LAYERS, ids=IDS)
+def test_recomputed_gates_equal_the_stepped_cell(
+    ours, theirs, kwargs, masked, go_backwards, return_sequences, rng
+):
+    x, mask = _padded(rng)
+    mask = mask if masked else None
+    options = dict(return_sequences=return_sequences, go_backwards=go_backwards, **kwargs)
+    out = {}
+    weights = None
+    for path in ("recompute", "step"):
+        layer = ours(5, return_gates=True, gate_path=path, **options)
+        layer(x)
+        if weights is None:
+            weights = list(randomize(layer, rng).values())
+        layer.set_weights(weights)
+        out[path] = npy(layer(x, mask=mask))
+    np.testing.assert_allclose(out["recompute"], out["step"], atol=ATOL)
+    # and the h part is Keras's own layer's output (which repeats the last h
+    # at padded steps, where the packed output is zeros)
+    ref = theirs(5, **options)
+    ref(x)
+    ref.set_weights(weights)
+    h, want = out["recompute"][..., :5], npy(ref(x, mask=mask))
+    if masked and return_sequences:
+        keep = mask[:, ::-1] if go_backwards else mask
+        h, want = h[keep], want[keep]
+    np.testing.assert_allclose(h, want, atol=ATOL)
+
+
+def test_gates_against_the_float64_reference(rng):
+    x, mask = _padded(rng)
+    layer = kgates.LSTM(6, return_sequences=True, return_gates=True, gate_path="recompute")
+    layer(x)
+    weights = randomize(layer, rng)
+    got = kgates.split_gates(layer(x, mask=mask), layer)
+    want = lstm_reference(x, weights, 6, mask=mask)
+    for name in want:
+        np.testing.assert_allclose(npy(got[name]), want[name], atol=ATOL, err_msg=name)
+
+
+def test_options_the_fused_kernel_cannot_do_step_the_kgates_cell(rng):
+    x, _ = _padded(rng)
+    layer = kgates.LSTM(4, return_sequences=True, return_gates=True, variant="NFG")
+    assert layer.use_cudnn is False
+    layer(x)
+    weights = randomize(layer, rng)
+    want = lstm_reference(x, weights, 4, peephole=True, pin={"f": 1.0})
+    got = kgates.split_gates(layer(x), layer)
+    for name in want:
+        np.testing.assert_allclose(npy(got[name]), want[name], atol=ATOL, err_msg=name)
+    with pytest.raises(ValueError, match="gate_path='recompute'"):
+        kgates.LSTM(4, variant="CIFG", gate_path="recompute")
+    with pytest.raises(ValueError, match="use_cudnn=True"):
+        kgates.GRU(4, pin={"r": 1.0}, use_cudnn=True)
+    with pytest.raises(ValueError, match="`gate_path`"):
+        kgates.LSTM(4, gate_path="fast")
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        lambda: kgates.LSTM(4, return_sequences=True, return_gates=True),
+        lambda: kgates.LSTM(4, return_sequences=True, variant="CIFG"),
+        lambda: kgates.GRU(4, return_sequences=True, return_gates=True, reset_after=False),
+    ],
+)
+def test_keras_file_round_trip(layer, tmp_path, rng):
+    x, _ = _padded(rng)
+    inputs = keras.Input((9, 3))
+    model = keras.Model(inputs, layer()(inputs))
+    randomize(model, rng)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_array_equal(npy(loaded(x)), npy(model(x)))
+
+
+def test_trains_and_traces(rng):
+    x, _ = _padded(rng)
+    model = keras.Sequential([keras.Input((9, 3)), kgates.LSTM(5), keras.layers.Dense(1)])
+    model.compile("adam", "mse")
+    model.fit(x, np.ones((4, 1)), epochs=1, verbose=0)
+    assert set(kgates.trace(model, x)[model.layers[0].name]) == set("hifgoc")
