@@ -31,3 +31,13 @@ def test_callback_overhead_reports_its_measures(tmp_path):
     assert set(result["median_epoch_s"]) == {"none", "keras.TensorBoard", "kgates.TensorBoard"}
     assert result["drawing_cpu_s_per_epoch"] > 0  # images were drawn and timed
     assert (tmp_path / "r.json").exists()
+
+
+def test_bench_times_every_variant_against_the_keras_layer(tmp_path):
+    results = _load("bench").main(["--smoke", "--json", str(tmp_path / "b.json")])
+    (result,) = results
+    assert result["ratio"]["keras LSTM"] == {"forward": 1.0, "train": 1.0}
+    assert {"kgates LSTM+gates", "kgates RNN(cell)+gates", "trace(keras LSTM)"} <= set(
+        result["median_s"]
+    )
+    assert (tmp_path / "b.json").exists()
