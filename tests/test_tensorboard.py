@@ -46,17 +46,19 @@ def _events(logdir):
     return accumulator
 
 
-@pytest.fixture
-def trained(tmp_path, rng):
-    x, y, mask = _data(rng)
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One training run with the callback, read by several tests."""
+    logdir = tmp_path_factory.mktemp("run")
+    x, y, mask = _data(np.random.default_rng(0))
     model = _model()
-    callback = kgates.TensorBoard(str(tmp_path), probe=(x[:8], y[:8]))
+    callback = kgates.TensorBoard(str(logdir), probe=(x[:8], y[:8]))
     model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[callback])
-    return model, x[:8], mask[:8], _events(str(tmp_path))
+    return model, x[:8], mask[:8], _events(str(logdir)), logdir
 
 
 def test_every_dashboard_tag_is_written(trained):
-    _, _, _, events = trained
+    events = trained[3]
     tags = events.Tags()
     expected_histograms = [f"gates/lstm/{g}" for g in "hifgoc"] + [f"gates/gru/{g}" for g in "hzrg"]
     assert set(expected_histograms) <= set(tags["histograms"])
@@ -86,7 +88,7 @@ def test_every_dashboard_tag_is_written(trained):
 
 
 def test_histogram_counts_leave_padded_steps_out(trained):
-    _, _, mask, events = trained
+    _, _, mask, events, _ = trained
     for layer, units in (("lstm", 4), ("gru", 3)):
         for gate in ("h", "i", "c") if layer == "lstm" else ("h", "z"):
             histogram = events.Histograms(f"gates/{layer}/{gate}")[-1].histogram_value
@@ -95,7 +97,7 @@ def test_histogram_counts_leave_padded_steps_out(trained):
 
 
 def test_saturation_equals_numpy_on_the_traced_gates(trained):
-    model, probe, mask, events = trained
+    model, probe, mask, events, _ = trained
     traced = kgates.trace(model, probe)  # the weights of the last logged epoch
     for layer, gates in (("lstm", "ifo"), ("gru", "zr")):
         for gate in gates:
@@ -114,7 +116,7 @@ def test_saturation_equals_numpy_on_the_traced_gates(trained):
 
 
 def test_images_are_pngs(trained):
-    _, _, _, events = trained
+    events = trained[3]
     image = events.Images("cell_state/lstm")[-1]
     assert image.encoded_image_string[:8] == b"\x89PNG\r\n\x1a\n"
     assert image.width > 100 and image.height > 50
@@ -224,9 +226,9 @@ def test_logging_works_without_tensorflow(tmp_path):
     assert "gradient_flow/lstm" in tags["images"]
 
 
-def test_board_serves_the_gate_tags_over_http(trained, tmp_path):
+def test_board_serves_the_gate_tags_over_http(trained):
     board = subprocess.Popen(
-        [sys.executable, "-m", "kgates.cli", "board", str(tmp_path), "--port", "0"],
+        [sys.executable, "-m", "kgates.cli", "board", str(trained[4]), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
