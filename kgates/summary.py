@@ -12,6 +12,7 @@ import io
 import os
 import time
 
+import keras
 import numpy as np
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
@@ -19,17 +20,8 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 
 def _to_numpy(value) -> np.ndarray:
-    if hasattr(value, "numpy") and not isinstance(value, np.ndarray):
-        try:
-            return np.asarray(value.numpy())
-        except Exception:  # noqa: BLE001 - e.g. a torch tensor that needs detach()
-            pass
-    try:
-        import keras
-
-        return np.asarray(keras.ops.convert_to_numpy(value))
-    except Exception:  # noqa: BLE001
-        return np.asarray(value)
+    """A Python number, array, backend tensor or Keras variable as NumPy."""
+    return np.asarray(keras.ops.convert_to_numpy(value))
 
 
 def histogram_proto(values, bins: int = 30) -> HistogramProto:

@@ -18,6 +18,8 @@ import numpy as np
 from keras import ops
 
 from kgates.gates import GatedCellMixin
+from kgates.gru import GRUCell
+from kgates.lstm import LSTMCell
 from kgates.rnn import GatedRNN
 
 STOCK_CELLS = (keras.layers.LSTMCell, keras.layers.GRUCell, keras.layers.SimpleRNNCell)
@@ -35,16 +37,16 @@ class RecurrentPart:
     def cell(self):
         return self.layer.cell
 
-    @property
-    def gate_names(self) -> tuple[str, ...]:
-        cell = self.cell
-        if isinstance(cell, GatedCellMixin):
-            return cell.gate_names
-        if isinstance(cell, keras.layers.LSTMCell):
-            return ("i", "f", "g", "o", "c")
-        if isinstance(cell, keras.layers.GRUCell):
-            return ("z", "r", "g")
-        return ()
+
+def _gate_names(cell) -> tuple[str, ...]:
+    """The gates traced for `cell`: a stock cell reports those of its kgates twin."""
+    if isinstance(cell, GatedCellMixin):
+        return cell.gate_names
+    if isinstance(cell, keras.layers.LSTMCell):
+        return LSTMCell.gate_names
+    if isinstance(cell, keras.layers.GRUCell):
+        return GRUCell.gate_names
+    return ()
 
 
 def _supported(layer: keras.layers.RNN) -> bool:
@@ -232,7 +234,7 @@ class PartGates(keras.layers.Layer):
 
     def compute_output_spec(self, x, mask=None):
         cell = self.rnn.cell
-        names = ("h", *RecurrentPart("", self.rnn, self.rnn).gate_names)
+        names = ("h", *_gate_names(cell))
         spec = {n: keras.KerasTensor((*x.shape[:2], cell.units), "float32") for n in names}
         return {**spec, "_valid": keras.KerasTensor(tuple(x.shape[:2]), "float32")}
 
