@@ -41,12 +41,177 @@ def build_parser() -> argparse.ArgumentParser:
         demo.add_argument(flag, type=_positive_int, default=default, help=f"{meaning} ({default})")
     demo.add_argument("--seed", type=int, default=0, help="random seed (0)")
 
+    _add_tune(commands)
+    report = commands.add_parser(
+        "report", help="write a markdown + PNG summary of the search in DIRECTORY"
+    )
+    report.add_argument("directory", help="a search directory (made by kgates tune)")
+
     board = commands.add_parser(
         "board", help="start TensorBoard on 127.0.0.1 with the gate dashboards of LOGDIR"
     )
     board.add_argument("logdir", help="a run directory, or a directory of runs")
     board.add_argument("--port", type=int, default=6006, help="port (6006; 0 picks a free one)")
     return parser
+
+
+def _list(kind):
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(v.strip()) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list, got {text!r}"
+            ) from None
+
+    return parse
+
+
+def _range(text: str) -> tuple:
+    try:
+        return tuple(float(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a value or LOW:HIGH, got {text!r}") from None
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(text)
+
+
+def _address(text: str) -> tuple[str, str]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, port
+
+
+# Flags of `kgates tune` that define the search, as keys of its spec.
+_SIZE_FLAGS = ("samples", "length", "delay", "symbols")
+_SPACE_FLAGS = {
+    "units": _list(int),
+    "layers": _list(int),
+    "learning_rate": _range,
+    "dropout": _range,
+    "forget_bias": _list(str),
+    "clipnorm": _list(float),
+    "reset_after": _list(_bool),
+}
+
+
+def _add_tune(commands) -> None:
+    from kgates.tasks import TASKS
+    from kgates.tuning import CELLS, SPACE, TUNERS
+
+    tune = commands.add_parser(
+        "tune",
+        help="search cells and hyperparameters with Keras Tuner, with gate dashboards per trial",
+        description="Runs a Keras Tuner search over kgates cells on a task. Running the same "
+        "command again on the same --directory resumes it (options left out are read from "
+        "the directory). Options default to None here so that a resumed search keeps its own.",
+    )
+    tune.add_argument("--task", choices=tuple(TASKS), help="task (default: adding)")
+    tune.add_argument(
+        "--cells",
+        type=_list(str),
+        help=f"comma-separated cell codes from {','.join(CELLS)} (default: NP,GRU,CIFG,NFG)",
+    )
+    tune.add_argument("--tuner", choices=tuple(TUNERS), help="search algorithm (default: random)")
+    tune.add_argument("--max-trials", type=_positive_int, help="trials in all (default: 8)")
+    tune.add_argument("--epochs", type=_positive_int, help="epochs per trial (default: the task's)")
+    tune.add_argument("--seed", type=int, help="seed of data, tuner and weights (default: 0)")
+    tune.add_argument(
+        "--directory", help="where the search lives (default: runs/TASK); same again resumes"
+    )
+    sizes = tune.add_argument_group("task sizes (default: the task's own)")
+    for flag in _SIZE_FLAGS:
+        sizes.add_argument(f"--{flag}", type=_positive_int, help=f"{flag} (adding, copy, code)")
+    space = tune.add_argument_group(
+        "search space: a comma-separated list of choices (one value fixes it); learning "
+        "rate and dropout: a value or LOW:HIGH"
+    )
+    for name, kind in _SPACE_FLAGS.items():
+        default = ",".join(str(v) for v in SPACE[name])
+        if name in ("learning_rate", "dropout"):
+            default = ":".join(str(v) for v in SPACE[name])
+        space.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"(default: {default})")
+    tune.add_argument(
+        "--gate-freq", type=int, default=1, help="epochs between gate dashboards; 0: off (1)"
+    )
+    tune.add_argument("--patience", type=_positive_int, default=3, help="early stopping (3)")
+    tune.add_argument(
+        "--verbose", type=int, choices=(0, 1, 2), default=None, help="Keras fit verbosity (auto)"
+    )
+    where = tune.add_mutually_exclusive_group()
+    where.add_argument(
+        "--chief", type=_address, metavar="HOST:PORT", help="serve the search's oracle here"
+    )
+    where.add_argument(
+        "--worker", type=_address, metavar="HOST:PORT", help="run trials for the chief at HOST:PORT"
+    )
+    tune.add_argument("--worker-id", help="this worker's name (default: worker-HOST-PID)")
+
+
+def _tune(args) -> int:
+    import socket
+
+    from kgates import tuning
+
+    directory = args.directory or f"runs/{args.task or 'adding'}"
+    given = {
+        key
+        for key in ("task", "cells", "tuner", "max_trials", "epochs", "seed")
+        if getattr(args, key) is not None
+    }
+    sizes = {k: getattr(args, k) for k in _SIZE_FLAGS if getattr(args, k) is not None}
+    space = {k: getattr(args, k) for k in _SPACE_FLAGS if getattr(args, k) is not None}
+    given |= {f"sizes.{k}" for k in sizes} | {f"space.{k}" for k in space}
+    if args.chief or args.worker:
+        host, port = args.chief or args.worker
+        os.environ["KERASTUNER_ORACLE_IP"], os.environ["KERASTUNER_ORACLE_PORT"] = host, port
+        worker = args.worker_id or f"worker-{socket.gethostname()}-{os.getpid()}"
+        os.environ["KERASTUNER_TUNER_ID"] = "chief" if args.chief else worker
+    if args.worker:
+        # The chief writes the search's spec; a worker started at the same time waits for it.
+        for _ in range(120):
+            if tuning.stored_search(directory):
+                break
+            time.sleep(0.5)
+        else:
+            print(f"kgates tune: no search in {directory}; start the chief first", file=sys.stderr)
+            return 2
+    options = {
+        "task": args.task or "adding",
+        "cells": args.cells or ("NP", "GRU", "CIFG", "NFG"),
+        "tuner": args.tuner or "random",
+        "max_trials": args.max_trials or 8,
+        "epochs": args.epochs,
+        "seed": args.seed or 0,
+    }
+    try:
+        tuning.tune(
+            directory,
+            **options,
+            sizes=sizes,
+            space=space,
+            gate_freq=args.gate_freq,
+            patience=args.patience,
+            given=given,
+            verbose="auto" if args.verbose is None else args.verbose,
+        )
+    except ValueError as error:
+        print(f"kgates tune: {error}", file=sys.stderr)
+        return 2
+    if args.worker:
+        return 0
+    from kgates.report import summary
+
+    print("\n" + summary(directory))
+    print(f"\nNext: kgates report {directory}    kgates board {directory}")
+    return 0
 
 
 def serve(logdir: str, port: int) -> int:
@@ -88,6 +253,17 @@ def main(argv: list[str] | None = None) -> int:
             epochs=args.epochs,
             seed=args.seed,
         )
+    elif args.command == "tune":
+        return _tune(args)
+    elif args.command == "report":
+        from kgates.report import write_report
+
+        try:
+            path = write_report(args.directory)
+        except ValueError as error:
+            print(f"kgates report: {error}", file=sys.stderr)
+            return 2
+        print(f"Wrote {path}")
     elif args.command == "board":
         return serve(args.logdir, args.port)
     return 0

@@ -68,8 +68,11 @@ class EventWriter:
         self._writer = EventFileWriter(logdir)
 
     def _add(self, value: Summary.Value, step: int) -> None:
-        event = Event(wall_time=time.time(), step=int(step), summary=Summary(value=[value]))
-        self._writer.add_event(event)
+        self.summary(Summary(value=[value]), step)
+
+    def summary(self, summary: Summary, step: int) -> None:
+        """Writes a ready-made summary, e.g. an HParams plugin session."""
+        self._writer.add_event(Event(wall_time=time.time(), step=int(step), summary=summary))
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         self._add(Summary.Value(tag=tag, simple_value=float(value)), step)

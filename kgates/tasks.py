@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import keras
 import numpy as np
 
 
@@ -37,3 +40,306 @@ def adding_problem(n: int = 2000, length: int = 50, seed: int = 0) -> tuple[np.n
     x = np.stack([values, marker], axis=-1).astype("float32")
     y = (values * marker).sum(axis=1, keepdims=True).astype("float32")
     return x, y
+
+
+def _check_size(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
+
+
+def copy_memory(
+    n: int = 2000, delay: int = 20, symbols: int = 5, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The copy-memory task (Hochreiter & Schmidhuber 1997; Arjovsky et al. 2016).
+
+    A sequence shows `symbols` random symbols (classes 1..8), then `delay`
+    blanks (class 0), then a marker (class 9) after which the model must
+    repeat the symbols in order. Inputs are one-hot; the targets are the
+    `symbols` classes to recall. Guessing scores an accuracy of 1/8.
+
+    Args:
+        n: number of sequences. Default: 2000.
+        delay: blank steps between the symbols and the marker. Default: 20.
+        symbols: symbols to remember. Default: 5.
+        seed: seed of the generator. Default: 0.
+
+    Returns:
+        `(x, y)`: float32 one-hot inputs `(n, 2 * symbols + delay, 10)` and
+        int32 targets `(n, symbols)`; the model answers at the last `symbols`
+        steps.
+    """
+    _check_size("n", n, 1)
+    _check_size("delay", delay, 0)
+    _check_size("symbols", symbols, 1)
+    rng = np.random.default_rng(seed)
+    y = rng.integers(1, 9, (n, symbols)).astype("int32")
+    steps = np.zeros((n, 2 * symbols + delay), "int32")
+    steps[:, :symbols] = y
+    steps[:, symbols + delay] = 9
+    return np.eye(10, dtype="float32")[steps], y
+
+
+def digits(seed: int = 0, validation: float = 0.2) -> tuple[np.ndarray, ...]:
+    """scikit-learn's handwritten digits (UCI, 1,797 8x8 images) read row by row.
+
+    Each image is a sequence of 8 rows of 8 pixels scaled to [0, 1]. The data
+    ships with scikit-learn: nothing is downloaded.
+
+    Args:
+        seed: seed of the stratified train/validation split. Default: 0.
+        validation: share of images held out. Default: 0.2.
+
+    Returns:
+        `(x_train, y_train, x_val, y_val)`: float32 `(n, 8, 8)`, int32 `(n,)`.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < validation < 1.0:
+        raise ValueError(f"`validation` must be in (0, 1), got {validation!r}.")
+    data = load_digits()
+    x = (data.images / 16.0).astype("float32")
+    y = data.target.astype("int32")
+    return tuple(train_test_split(x, y, test_size=validation, stratify=y, random_state=seed))
+
+
+# Printable ASCII, newline and tab; index 0 stands for any other character.
+ALPHABET = "\n\t" + "".join(chr(c) for c in range(32, 127))
+VOCABULARY = len(ALPHABET) + 1
+
+
+def encode_text(text: str) -> np.ndarray:
+    """Characters as int32 classes of `ALPHABET` (+1); 0 for any other character."""
+    index = {c: k + 1 for k, c in enumerate(ALPHABET)}
+    return np.fromiter((index.get(c, 0) for c in text), "int32", len(text))
+
+
+def stdlib_sources() -> list[str]:
+    """Paths of the Python standard library's own `.py` files on this machine, sorted."""
+    import sysconfig
+    from pathlib import Path
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skip = {"site-packages", "dist-packages", "test", "tests", "idlelib", "__pycache__"}
+    return sorted(
+        str(p)
+        for p in root.rglob("*.py")
+        if not skip.intersection(p.relative_to(root).parts[:-1]) and p.is_file()
+    )
+
+
+def code_text(
+    n: int = 2000, length: int = 100, seed: int = 0, validation: float = 0.2
+) -> tuple[np.ndarray, ...]:
+    """Next-character prediction on the Python standard library's source code.
+
+    Real text with long-range structure (quotes, brackets, indentation), as in
+    Karpathy et al.'s character models of the Linux source. The files are
+    found on this machine at run time; the files are split between training
+    and validation (no file is in both), shuffled by `seed`, and cut into
+    windows of `length` characters.
+
+    Args:
+        n: training windows (the validation set gets `validation * n`, at least 1).
+            Default: 2000.
+        length: characters per window, at least 2. Default: 100.
+        seed: seed of the file shuffle. Default: 0.
+        validation: share of windows held out. Default: 0.2.
+
+    Returns:
+        `(x_train, y_train, x_val, y_val)`: int32 `(windows, length)` arrays of
+        character classes (`encode_text`); `y` is `x` shifted by one character.
+    """
+    _check_size("n", n, 1)
+    _check_size("length", length, 2)
+    if not 0.0 < validation < 1.0:
+        raise ValueError(f"`validation` must be in (0, 1), got {validation!r}.")
+    files = stdlib_sources()
+    if not files:
+        raise RuntimeError("code_text: found no Python standard library sources on this machine.")
+    order = np.random.default_rng(seed).permutation(len(files))
+    wanted = {"train": n, "val": max(1, round(n * validation))}
+    windows = {"train": [], "val": []}
+    part = "val"  # the validation files come first, so both parts start early
+    for k in order:
+        if len(windows[part]) >= wanted[part]:
+            if part == "train":
+                break
+            part = "train"
+        with open(files[k], encoding="utf-8", errors="replace") as source:
+            chars = encode_text(source.read())
+        usable = (len(chars) - 1) // length * length
+        for start in range(0, usable, length):
+            if len(windows[part]) < wanted[part]:
+                windows[part].append(chars[start : start + length + 1])
+    if len(windows["train"]) < n:
+        raise ValueError(
+            f"code_text: the standard library on this machine gives only "
+            f"{len(windows['train'])} training windows of {length} characters; "
+            f"ask for fewer (`n`) or shorter (`length`) ones."
+        )
+    train, val = (np.stack(windows[p]) for p in ("train", "val"))
+    return train[:, :-1], train[:, 1:], val[:, :-1], val[:, 1:]
+
+
+# What each task's search optimises: a Keras log name and a direction.
+OBJECTIVES = {
+    "adding": ("val_loss", "min"),
+    "copy": ("val_accuracy", "max"),
+    "digits": ("val_accuracy", "max"),
+    "code": ("val_loss", "min"),
+}
+
+
+@dataclasses.dataclass
+class Task:
+    """A learning problem for `kgates tune`: data, output head, loss and score.
+
+    Attributes:
+        name: task name (a key of `TASKS`).
+        sizes: the sizes it was made with (`samples`, `length`, `delay`, ...).
+        x_train, y_train, x_val, y_val: the data.
+        objective: the Keras log name the search optimises, e.g. `"val_loss"`.
+        direction: `"min"` or `"max"`.
+        epochs: default training budget per trial.
+        baseline: the objective of a model that has learned nothing (always
+            the mean, or a uniform guess), for reading scores.
+        timescale: the longest dependency in steps (for chrono initialisation).
+        vocabulary: number of input classes for an `Embedding`, or 0 for
+            real-valued inputs.
+        outputs: output classes (0 for regression).
+        sequence_output: whether the head reads every step (or the last `answer` steps).
+        answer: with `sequence_output`, how many final steps are scored (0: all).
+    """
+
+    name: str
+    sizes: dict
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    objective: str
+    direction: str
+    epochs: int
+    baseline: float
+    timescale: int
+    vocabulary: int = 0
+    outputs: int = 0
+    sequence_output: bool = False
+    answer: int = 0
+
+    @property
+    def metric(self) -> str:
+        return self.objective.removeprefix("val_")
+
+    def head(self, h):
+        """The output layers on top of the last recurrent layer's output `h`."""
+        if self.answer:
+            h = keras.layers.Cropping1D((h.shape[1] - self.answer, 0), name="answer")(h)
+        return keras.layers.Dense(self.outputs or 1, name="head")(h)
+
+    def loss(self):
+        if self.outputs:
+            return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        return "mse"
+
+    def metrics(self) -> list:
+        return ["accuracy"] if self.objective.endswith("accuracy") else []
+
+
+def _adding(seed: int, samples: int = 2000, length: int = 50) -> Task:
+    x, y = adding_problem(samples, length, seed)
+    x_val, y_val = adding_problem(max(1, samples // 4), length, seed + 1)
+    baseline = float(np.mean((y_val - y.mean()) ** 2))
+    return Task(
+        "adding",
+        {"samples": samples, "length": length},
+        x,
+        y,
+        x_val,
+        y_val,
+        *OBJECTIVES["adding"],
+        10,
+        baseline,
+        timescale=length,
+    )
+
+
+def _copy(seed: int, samples: int = 2000, delay: int = 20, symbols: int = 5) -> Task:
+    x, y = copy_memory(samples, delay, symbols, seed)
+    x_val, y_val = copy_memory(max(1, samples // 4), delay, symbols, seed + 1)
+    sizes = {"samples": samples, "delay": delay, "symbols": symbols}
+    return Task(
+        "copy",
+        sizes,
+        x,
+        y,
+        x_val,
+        y_val,
+        *OBJECTIVES["copy"],
+        10,
+        1 / 8,
+        timescale=delay + 2 * symbols,
+        outputs=10,
+        sequence_output=True,
+        answer=symbols,
+    )
+
+
+def _digits(seed: int) -> Task:
+    x, x_val, y, y_val = digits(seed)
+    return Task(
+        "digits", {}, x, y, x_val, y_val, *OBJECTIVES["digits"], 15, 0.1, timescale=8, outputs=10
+    )
+
+
+def _code(seed: int, samples: int = 2000, length: int = 100) -> Task:
+    x, y, x_val, y_val = code_text(samples, length, seed)
+    counts = np.bincount(y.ravel(), minlength=VOCABULARY) + 1.0
+    baseline = float(-np.log(counts / counts.sum())[y_val].mean())  # unigram entropy
+    return Task(
+        "code",
+        {"samples": samples, "length": length},
+        x,
+        y,
+        x_val,
+        y_val,
+        *OBJECTIVES["code"],
+        10,
+        baseline,
+        timescale=length,
+        vocabulary=VOCABULARY,
+        outputs=VOCABULARY,
+        sequence_output=True,
+    )
+
+
+TASKS = {"adding": _adding, "copy": _copy, "digits": _digits, "code": _code}
+
+
+def task_sizes(name: str) -> dict:
+    """The size options of a task and their defaults, e.g. `{"samples": 2000, "length": 50}`."""
+    import inspect
+
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}.")
+    parameters = list(inspect.signature(TASKS[name]).parameters.values())[1:]
+    return {p.name: p.default for p in parameters}
+
+
+def make_task(name: str, seed: int = 0, **sizes) -> Task:
+    """One of `TASKS` (`adding`, `copy`, `digits`, `code`), deterministic by `seed`.
+
+    Args:
+        name: the task.
+        seed: seed of its data.
+        **sizes: size options of the task (`task_sizes(name)`); others are an error.
+    """
+    known = task_sizes(name)
+    unknown = sorted(set(sizes) - set(known))
+    if unknown:
+        expected = ", ".join(known) or "none"
+        raise ValueError(f"task {name!r} has no size option {unknown[0]!r} (it has: {expected}).")
+    for key, value in sizes.items():
+        _check_size(key, value, 1)
+    return TASKS[name](seed, **sizes)

@@ -140,6 +140,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
         self._gate_writer = None
         self._painter = None  # draws the images off the training thread
         self._pending = []
+        self.gate_stats = {}  # the latest dashboard's scalars: {layer: {gate: {...}}}
 
     def _subsample(self, x, y, mask):
         if x is None:
@@ -193,6 +194,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
 
     def set_model(self, model):
         super().set_model(model)
+        self.gate_stats = {}
         self._gate_writer = None
         self._tracer = None
         if self.gate_freq:
@@ -259,7 +261,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
             flows = self._flow(self.probe_x, self.probe_y, self.probe_mask)
         writer = self.gate_writer
         for part, gates in traced.items():
-            write_gate_summaries(writer, part, gates, step)
+            self.gate_stats[part] = write_gate_summaries(writer, part, gates, step)
             if part in flows:
                 write_gradient_flow(writer, part, flows[part], step)
         writer.flush()
@@ -280,23 +282,30 @@ def _draw(writer: EventWriter, traced: dict, flows: dict, step: int) -> None:
             writer.image(f"gradient_flow/{part}", png, height, width, step)
 
 
-def write_gate_summaries(writer: EventWriter, part: str, gates: dict, step: int) -> None:
-    """Histograms and scalars of one layer's traced gates."""
+def write_gate_summaries(writer: EventWriter, part: str, gates: dict, step: int) -> dict:
+    """Histograms and scalars of one layer's traced gates; returns the scalars by gate."""
     nonfinite = 0
+    stats = {}
     for name, values in gates.items():
         data = np.ma.getdata(values)[~np.ma.getmaskarray(values)]
         finite = np.isfinite(data)
         nonfinite += int(data.size - finite.sum())
         data = data[finite]
         writer.histogram(f"gates/{part}/{name}", data, step)
-        writer.scalar(f"gate_mean/{part}/{name}", data.mean() if data.size else np.nan, step)
+        mean = float(data.mean()) if data.size else float("nan")
+        writer.scalar(f"gate_mean/{part}/{name}", mean, step)
+        stats[name] = {"mean": mean}
         if name in SIGMOID_GATES:
             left, right = saturation(values)
             writer.scalar(f"saturation/{part}/{name}/left", left, step)
             writer.scalar(f"saturation/{part}/{name}/right", right, step)
+            stats[name].update(left=float(left), right=float(right))
     if "f" in gates:
-        writer.scalar(f"forget_closed/{part}", forget_closed(gates["f"]), step)
+        stats["forget_closed"] = float(forget_closed(gates["f"]))
+        writer.scalar(f"forget_closed/{part}", stats["forget_closed"], step)
     writer.scalar(f"nonfinite/{part}", nonfinite, step)
+    stats["nonfinite"] = nonfinite
+    return stats
 
 
 def _first_sample(values) -> np.ndarray:

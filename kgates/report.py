@@ -1,0 +1,333 @@
+"""`kgates report`: a search directory summarised in markdown and pictures.
+
+Reads only the files a search leaves (`kgates_search.json`, Keras Tuner's
+`trial.json`, kgates's `gates.json`); it never writes into the search itself,
+only `report.md` and `report/*.png` next to it.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from kgates.lstm import VARIANTS
+from kgates.tuning import PROJECT, SPACE, stored_search
+
+GATES = ("i", "f", "o", "z", "r")
+MIN_TRIALS_FOR_IMPORTANCE = 6
+
+
+def cell_label(values: dict) -> str:
+    """The cell a trial ran, e.g. `NP`, `CIFG`, `GRU`, `GRU(reset_after=False)`."""
+    cell = values.get("cell", "?")
+    if cell == "GRU" and values.get("reset_after", True) in (False, 0):
+        return "GRU(reset_after=False)"
+    return cell
+
+
+def load_trials(directory: str) -> list[dict]:
+    """Every trial of the search: id, status, score, hyperparameters, gate statistics."""
+    trials = []
+    for path in sorted(glob.glob(os.path.join(directory, PROJECT, "trial_*", "trial.json"))):
+        with open(path) as f:
+            data = json.load(f)
+        folder = os.path.dirname(path)
+        gates = {}
+        if os.path.exists(os.path.join(folder, "gates.json")):
+            with open(os.path.join(folder, "gates.json")) as f:
+                gates = json.load(f)
+        values = {
+            k: v for k, v in data["hyperparameters"]["values"].items() if not k.startswith("tuner/")
+        }
+        score = data.get("score")
+        trials.append(
+            {
+                "id": data["trial_id"],
+                "status": data["status"],
+                "score": float(score) if score is not None else None,
+                "values": values,
+                "cell": cell_label(values),
+                "gates": gates,
+                "message": (data.get("message") or "").strip().splitlines()[-1:],
+            }
+        )
+    return trials
+
+
+def saturation(trial: dict) -> dict[str, float]:
+    """Share of a trial's gate activations below 0.1 or above 0.9, by gate.
+
+    Averaged over its layers; gates pinned by the variant are left out (a
+    constant gate is not a saturated one).
+    """
+    pinned = set(VARIANTS.get(trial["values"].get("cell"), {}).get("pin", {}))
+    shares: dict[str, list[float]] = {}
+    for layer in trial["gates"].values():
+        for gate in GATES:
+            stats = layer.get(gate)
+            if gate not in pinned and stats and "left" in stats:
+                shares.setdefault(gate, []).append(stats["left"] + stats["right"])
+    return {gate: float(np.mean(v)) for gate, v in shares.items()}
+
+
+def _features(trials: list[dict]) -> tuple[np.ndarray, list[str]]:
+    """Design matrix over the hyperparameters (log10 learning rate; one-hot choices)."""
+    columns, groups = [], []
+    names = [n for n in ("cell", *SPACE) if any(n in t["values"] for t in trials)]
+    for name in names:
+        raw = [t["values"].get(name) for t in trials]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw)
+        if numeric:
+            values = np.asarray(raw, float)
+            columns.append(np.log10(values) if name == "learning_rate" else values)
+            groups.append(name)
+        else:  # a choice, or inactive in some trials (e.g. forget_bias for a GRU)
+            for level in sorted({str(v) for v in raw}):
+                columns.append(np.asarray([str(v) == level for v in raw], float))
+                groups.append(name)
+    return np.stack(columns, axis=1), groups
+
+
+def importance(trials: list[dict], seed: int = 0) -> list[tuple[str, float]] | None:
+    """Hyperparameter importance: a random forest's impurity importance, summed per
+    hyperparameter over its one-hot columns, normalised to 1 (most important first).
+
+    None with fewer than `MIN_TRIALS_FOR_IMPORTANCE` completed trials, or when
+    nothing varies.
+    """
+    from sklearn.ensemble import RandomForestRegressor
+
+    done = [t for t in trials if t["status"] == "COMPLETED" and np.isfinite(t["score"] or np.nan)]
+    if len(done) < MIN_TRIALS_FOR_IMPORTANCE:
+        return None
+    x, groups = _features(done)
+    varying = x.std(axis=0) > 0
+    if not varying.any():
+        return None
+    y = np.asarray([t["score"] for t in done])
+    forest = RandomForestRegressor(n_estimators=300, min_samples_leaf=2, random_state=seed)
+    forest.fit(x[:, varying], y)
+    totals: dict[str, float] = {}
+    for group, weight in zip(np.asarray(groups)[varying], forest.feature_importances_):
+        totals[str(group)] = totals.get(str(group), 0.0) + float(weight)
+    return sorted(totals.items(), key=lambda item: -item[1])
+
+
+def by_cell(trials: list[dict], direction: str) -> list[dict]:
+    """Per cell: trial counts, best and median score, mean saturation by gate."""
+    rows = []
+    for cell in sorted({t["cell"] for t in trials}):
+        mine = [t for t in trials if t["cell"] == cell]
+        scores = [t["score"] for t in mine if t["status"] == "COMPLETED" and t["score"] is not None]
+        scores = [s for s in scores if np.isfinite(s)]
+        saturations = [saturation(t) for t in mine if t["status"] == "COMPLETED"]
+        gates = sorted({g for s in saturations for g in s}, key=GATES.index)
+        rows.append(
+            {
+                "cell": cell,
+                "trials": len(mine),
+                "completed": len(scores),
+                "failed": sum(t["status"] == "FAILED" for t in mine),
+                "best": (min(scores) if direction == "min" else max(scores)) if scores else None,
+                "median": float(np.median(scores)) if scores else None,
+                "saturation": {
+                    g: float(np.mean([s[g] for s in saturations if g in s])) for g in gates
+                },
+            }
+        )
+    best_first = 1 if direction == "min" else -1
+    return sorted(rows, key=lambda r: (r["best"] is None, best_first * (r["best"] or 0.0)))
+
+
+def _score_by_cell(trials, rows, objective, path) -> None:
+    fig = Figure(figsize=(7, 3.6))
+    ax = fig.add_subplot()
+    rng = np.random.default_rng(0)
+    for k, row in enumerate(rows):
+        scores = [t["score"] for t in trials if t["cell"] == row["cell"] and _ok(t)]
+        ax.scatter(k + rng.uniform(-0.12, 0.12, len(scores)), scores, s=18, alpha=0.7)
+        if scores:
+            ax.hlines(np.median(scores), k - 0.3, k + 0.3, color="k", linewidth=1.5)
+    ax.set_xticks(range(len(rows)), [r["cell"] for r in rows], rotation=20, fontsize=8)
+    ax.set_ylabel(objective)
+    ax.set_title("Score by cell (bar: median)")
+    ax.grid(axis="y", alpha=0.3)
+    fig.subplots_adjust(bottom=0.2)
+    fig.savefig(path, dpi=90)
+
+
+def _score_vs_learning_rate(trials, objective, path) -> None:
+    fig = Figure(figsize=(7, 3.6))
+    ax = fig.add_subplot()
+    for cell in sorted({t["cell"] for t in trials}):
+        mine = [t for t in trials if t["cell"] == cell and _ok(t)]
+        rates = [t["values"].get("learning_rate") for t in mine]
+        ax.scatter(rates, [t["score"] for t in mine], s=18, label=cell)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel(objective)
+    ax.set_title("Score vs learning rate")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.subplots_adjust(bottom=0.15)
+    fig.savefig(path, dpi=90)
+
+
+def _saturation_by_cell(rows, path) -> None:
+    fig = Figure(figsize=(7, 3.6))
+    ax = fig.add_subplot()
+    gates = [g for g in GATES if any(g in r["saturation"] for r in rows)]
+    width = 0.8 / max(len(gates), 1)
+    for j, gate in enumerate(gates):
+        heights = [r["saturation"].get(gate, np.nan) for r in rows]
+        ax.bar(
+            np.arange(len(rows)) + (j - (len(gates) - 1) / 2) * width, heights, width, label=gate
+        )
+    ax.set_xticks(range(len(rows)), [r["cell"] for r in rows], rotation=20, fontsize=8)
+    ax.set_ylabel("share < 0.1 or > 0.9")
+    ax.set_title("Mean gate saturation at the end of training (pinned gates left out)")
+    ax.legend(fontsize=7, ncols=len(gates))
+    ax.grid(axis="y", alpha=0.3)
+    fig.subplots_adjust(bottom=0.2)
+    fig.savefig(path, dpi=90)
+
+
+def _ok(trial: dict) -> bool:
+    return (
+        trial["status"] == "COMPLETED"
+        and trial["score"] is not None
+        and np.isfinite(trial["score"])
+    )
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def summary(directory: str, top: int = 5) -> str:
+    """Plain-text table of the search so far: per cell, then the best trials."""
+    spec, trials = _open(directory)
+    objective, direction = _objective(spec)
+    rows = by_cell(trials, direction)
+    lines = [f"{len(trials)} trials in {directory}; {objective} ({direction}imise):", ""]
+    lines.append(f"{'cell':<24}{'trials':>7}{'failed':>7}{'best':>11}{'median':>11}")
+    for r in rows:
+        lines.append(
+            f"{r['cell']:<24}{r['trials']:>7}{r['failed']:>7}"
+            f"{_fmt(r['best']):>11}{_fmt(r['median']):>11}"
+        )
+    return "\n".join(lines)
+
+
+def _open(directory: str) -> tuple[dict, list[dict]]:
+    spec = stored_search(directory)
+    if spec is None:
+        raise ValueError(f"{directory} holds no kgates search (made by kgates tune).")
+    return spec, load_trials(directory)
+
+
+def _objective(spec: dict) -> tuple[str, str]:
+    from kgates.tasks import OBJECTIVES
+
+    return OBJECTIVES[spec["task"]]
+
+
+def write_report(directory: str) -> str:
+    """Writes `report.md` and `report/*.png` into `directory`; returns the markdown's path."""
+    spec, trials = _open(directory)
+    if not trials:
+        raise ValueError(f"{directory} holds a search with no trials yet.")
+    objective, direction = _objective(spec)
+    rows = by_cell(trials, direction)
+    pictures = os.path.join(directory, "report")
+    os.makedirs(pictures, exist_ok=True)
+    _score_by_cell(trials, rows, objective, os.path.join(pictures, "score_by_cell.png"))
+    _score_vs_learning_rate(trials, objective, os.path.join(pictures, "score_vs_learning_rate.png"))
+    _saturation_by_cell(rows, os.path.join(pictures, "saturation_by_cell.png"))
+
+    done = [t for t in trials if _ok(t)]
+    sizes = ", ".join(f"{k} {v}" for k, v in spec["sizes"].items()) or "fixed size"
+    lines = [
+        f"# Search: {spec['task']} ({sizes})",
+        "",
+        f"{len(trials)} trials ({len(done)} completed, "
+        f"{sum(t['status'] == 'FAILED' for t in trials)} failed) of {spec['max_trials']}, "
+        f"{spec['tuner']} search, {spec['epochs'] or 'default'} epochs per trial, seed "
+        f"{spec['seed']}. Score: `{objective}` ({'lower' if direction == 'min' else 'higher'} "
+        "is better).",
+        "",
+        "## Score by cell",
+        "",
+        "| cell | trials | failed | best | median | saturated i | f | o | z | r |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        sat = [f"{r['saturation'][g]:.0%}" if g in r["saturation"] else "-" for g in GATES]
+        lines.append(
+            f"| {r['cell']} | {r['trials']} | {r['failed']} | {_fmt(r['best'])} | "
+            f"{_fmt(r['median'])} | " + " | ".join(sat) + " |"
+        )
+    lines += [
+        "",
+        "Saturated: share of the gate's activations on the probe below 0.1 or above 0.9 at "
+        "the end of training, averaged over trials and layers (pinned gates left out).",
+        "",
+        "![score by cell](report/score_by_cell.png)",
+        "",
+        "## Hyperparameter importance",
+        "",
+    ]
+    ranked = importance(trials, seed=spec["seed"])
+    if ranked is None:
+        lines.append(
+            f"Needs at least {MIN_TRIALS_FOR_IMPORTANCE} completed trials with something "
+            f"varying (has {len(done)})."
+        )
+    else:
+        lines += [
+            f"Random-forest impurity importance over the {len(done)} completed trials "
+            "(scikit-learn; choices one-hot, learning rate as log10; sums to 1). With few "
+            "trials treat it as a hint.",
+            "",
+            "| hyperparameter | importance |",
+            "| --- | ---: |",
+        ]
+        lines += [f"| {name} | {weight:.2f} |" for name, weight in ranked]
+    lines += [
+        "",
+        "![score vs learning rate](report/score_vs_learning_rate.png)",
+        "",
+        "## Best trials",
+        "",
+        "| trial | cell | score | hyperparameters |",
+        "| --- | --- | ---: | --- |",
+    ]
+    ordered = sorted(done, key=lambda t: t["score"] if direction == "min" else -t["score"])
+    for t in ordered[:10]:
+        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in t["values"].items() if k != "cell")
+        lines.append(f"| {t['id']} | {t['cell']} | {_fmt(t['score'])} | {shown} |")
+    failed = [t for t in trials if t["status"] not in ("COMPLETED", "RUNNING")]
+    if failed:
+        lines += ["", "## Failed trials", ""]
+        lines += [f"- trial {t['id']} ({t['cell']}): {' '.join(t['message'])}" for t in failed]
+    lines += [
+        "",
+        "## Gate saturation by cell",
+        "",
+        "![saturation by cell](report/saturation_by_cell.png)",
+        "",
+        f"Per-trial gate dashboards and the HParams view: `kgates board {directory}`.",
+        "",
+    ]
+    path = os.path.join(directory, "report.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    return path
