@@ -190,7 +190,8 @@ def _saturation_by_cell(rows, path) -> None:
     ax.set_xticks(range(len(rows)), [r["cell"] for r in rows], rotation=20, fontsize=8)
     ax.set_ylabel("share < 0.1 or > 0.9")
     ax.set_title("Mean gate saturation at the end of training (pinned gates left out)")
-    ax.legend(fontsize=7, ncols=len(gates))
+    if gates:
+        ax.legend(fontsize=7, ncols=len(gates))
     ax.grid(axis="y", alpha=0.3)
     fig.subplots_adjust(bottom=0.2)
     fig.savefig(path, dpi=90)

@@ -98,7 +98,7 @@ def check_space(cells, space: dict) -> tuple[tuple[str, ...], dict]:
             if not all(isinstance(v, (int, float)) and v >= 0 for v in value):
                 raise ValueError(f"`clipnorm` values must be >= 0 (0: none), got {value}.")
             value = tuple(float(v) for v in value)
-        out[name] = tuple(dict.fromkeys(value))
+        out[name] = value if name in RANGES else tuple(dict.fromkeys(value))
     return cells, out
 
 

@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+
+from kgates.tasks import (
+    ALPHABET,
+    OBJECTIVES,
+    TASKS,
+    code_text,
+    copy_memory,
+    digits,
+    encode_text,
+    make_task,
+    stdlib_sources,
+    task_sizes,
+)
+
+
+def test_copy_memory_worked_by_hand():
+    x, y = copy_memory(n=40, delay=3, symbols=2, seed=1)
+    assert x.shape == (40, 2 + 3 + 2, 10) and y.shape == (40, 2)
+    steps = x.argmax(-1)
+    np.testing.assert_array_equal(x.sum(-1), 1.0)  # one-hot
+    np.testing.assert_array_equal(steps[:, :2], y)  # the symbols, first
+    np.testing.assert_array_equal(steps[:, 2:5], 0)  # the delay: blanks
+    np.testing.assert_array_equal(steps[:, 5], 9)  # the marker
+    np.testing.assert_array_equal(steps[:, 6:], 0)  # the answer steps are blank
+    assert y.min() >= 1 and y.max() <= 8
+    np.testing.assert_array_equal(copy_memory(40, 3, 2, seed=1)[0], x)
+
+
+def test_digits_rows_are_sequences_and_split_is_stratified():
+    x, x_val, y, y_val = (digits(seed=0)[k] for k in (0, 1, 2, 3))
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    assert x.shape[1:] == (8, 8) and len(x) + len(x_val) == len(data.images)
+    assert 0.0 <= x.min() and x.max() <= 1.0
+    # Each sequence is one image, row by row: it is in the original data.
+    originals = {im.tobytes() for im in (data.images / 16.0).astype("float32")}
+    assert all(im.tobytes() in originals for im in x_val[:20])
+    # Stratified: every class holds ~20% out.
+    shares = np.bincount(y_val, minlength=10) / np.bincount(data.target, minlength=10)
+    assert np.all(np.abs(shares - 0.2) < 0.03)
+
+
+def test_code_text_is_the_standard_library_shifted_by_one():
+    x, y, x_val, y_val = code_text(n=50, length=40, seed=0)
+    assert x.shape == (50, 40) and x_val.shape == (10, 40)
+    np.testing.assert_array_equal(x[:, 1:], y[:, :-1])  # next-character targets
+    np.testing.assert_array_equal(x_val[:, 1:], y_val[:, :-1])
+    text = "".join(ALPHABET[c - 1] if c else "?" for c in np.concatenate([x.ravel(), y[-1]]))
+    assert "import " in text or "def " in text  # real Python source
+    sources = stdlib_sources()
+    assert any(p.endswith("os.py") for p in sources)
+    assert not any("site-packages" in p for p in sources)
+    np.testing.assert_array_equal(code_text(n=50, length=40, seed=0)[0], x)
+
+
+def test_encode_text_by_hand():
+    np.testing.assert_array_equal(encode_text("a\n\u00e9"), [ALPHABET.index("a") + 1, 1, 0])
+
+
+def test_make_task_sizes_and_objectives():
+    assert set(TASKS) == set(OBJECTIVES) == {"adding", "copy", "digits", "code"}
+    assert task_sizes("copy") == {"samples": 2000, "delay": 20, "symbols": 5}
+    task = make_task("copy", samples=16, delay=4, symbols=3)
+    assert task.x_train.shape == (16, 10, 10) and task.objective == "val_accuracy"
+    assert task.timescale == 10 and task.answer == 3
+    task = make_task("adding", samples=64, length=10)
+    assert task.baseline == pytest.approx(np.mean((task.y_val - task.y_train.mean()) ** 2))
+
+
+@pytest.mark.parametrize(
+    ("name", "sizes", "match"),
+    [
+        ("sorting", {}, "unknown task 'sorting'"),
+        ("digits", {"length": 3}, "no size option 'length'"),
+        ("adding", {"length": 0}, "`length`"),
+        ("copy", {"samples": 2.5}, "`samples`"),
+    ],
+)
+def test_make_task_bad_input(name, sizes, match):
+    with pytest.raises(ValueError, match=match):
+        make_task(name, **sizes)

@@ -1,0 +1,247 @@
+import json
+import os
+
+import keras
+import keras_tuner
+import numpy as np
+import pytest
+
+import kgates
+from kgates import report, tuning
+from kgates.tasks import make_task
+
+TINY = {"samples": 64, "length": 8}
+
+
+def _hp(values: dict) -> keras_tuner.HyperParameters:
+    hp = keras_tuner.HyperParameters()
+    for name, value in values.items():
+        hp.Fixed(name, value)
+    return hp
+
+
+@pytest.mark.parametrize("variant", ["NP", "NIG", "V"])
+def test_chrono_bias_against_its_definition(variant):
+    cell = kgates.LSTMCell(6, variant=variant)
+    keras.layers.RNN(cell)(np.zeros((1, 3, 2), "float32"))
+    before = keras.ops.convert_to_numpy(cell.bias).copy()
+    tuning.set_chrono_bias(cell, timescale=50, seed=3)
+    bias = keras.ops.convert_to_numpy(cell.bias)
+    gates = list(cell.weighted_gates)
+    f = bias[gates.index("f") * 6 : (gates.index("f") + 1) * 6]
+    # b_f = log(u), u ~ U(1, T - 1): within [0, log 49], and not all equal.
+    assert np.all(f >= 0.0) and np.all(f <= np.log(49.0) + 1e-6) and np.ptp(f) > 0
+    expected = np.log(np.random.default_rng(3).uniform(1.0, 49.0, 6))
+    np.testing.assert_allclose(f, expected, rtol=1e-6)
+    if "i" in gates:
+        i = bias[gates.index("i") * 6 : (gates.index("i") + 1) * 6]
+        np.testing.assert_allclose(i, -f, rtol=1e-6)
+    for gate in set(gates) - {"i", "f"}:  # the other gates keep their bias
+        k = gates.index(gate)
+        np.testing.assert_array_equal(bias[k * 6 : (k + 1) * 6], before[k * 6 : (k + 1) * 6])
+
+
+@pytest.mark.parametrize(
+    ("values", "layer_type", "check"),
+    [
+        ({"cell": "NP", "forget_bias": "one"}, kgates.LSTM, "unit_forget_bias"),
+        ({"cell": "NP", "forget_bias": "zero"}, kgates.LSTM, "zero_bias"),
+        ({"cell": "CIFG"}, kgates.LSTM, "variant"),
+        ({"cell": "GRU", "reset_after": False}, kgates.GRU, "reset_after"),
+    ],
+)
+def test_hypermodel_builds_what_the_hyperparameters_say(values, layer_type, check):
+    task = make_task("adding", **TINY)
+    hypermodel = tuning.GateHyperModel(task, cells=tuning.CELLS)
+    hp = _hp({"units": 8, "layers": 2, "learning_rate": 0.01, "dropout": 0.1, "clipnorm": 1.0})
+    for name, value in values.items():
+        hp.Fixed(name, value)
+    model = hypermodel.build(hp)
+    recurrent = [layer for layer in model.layers if isinstance(layer, layer_type)]
+    assert (
+        len(recurrent) == 2 and recurrent[0].return_sequences and not recurrent[1].return_sequences
+    )
+    assert all(layer.cell.units == 8 and layer.cell.dropout == 0.1 for layer in recurrent)
+    assert model.optimizer.clipnorm == 1.0
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(0.01)
+    cell = recurrent[0].cell
+    if check == "unit_forget_bias":
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(cell.bias)[8:16], 1.0)
+    elif check == "zero_bias":
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(cell.bias), 0.0)
+    elif check == "variant":
+        assert cell.variant == "CIFG"
+    else:
+        assert cell.reset_after is False
+    assert model.predict(task.x_val[:4], verbose=0).shape == (4, 1)
+
+
+@pytest.mark.parametrize(
+    ("cells", "space", "match"),
+    [
+        (("NP", "LSTM2"), {}, "unknown cell 'LSTM2'"),
+        (("NP",), {"units": (0,)}, "`units`"),
+        (("NP",), {"learning_rate": (0.0, 1e-2)}, "`learning_rate`"),
+        (("NP",), {"dropout": (0.1, 1.0)}, "`dropout`"),
+        (("NP",), {"forget_bias": ("two",)}, "`forget_bias`"),
+        (("NP",), {"depth": (2,)}, "unknown search-space entry 'depth'"),
+    ],
+)
+def test_bad_search_space(cells, space, match):
+    with pytest.raises(ValueError, match=match):
+        tuning.check_space(cells, space)
+
+
+def _trial(cell, score, lr=1e-3, status="COMPLETED", gates=None, **values):
+    values = {"cell": cell, "learning_rate": lr, **values}
+    return {
+        "id": "0",
+        "status": status,
+        "score": score,
+        "values": values,
+        "cell": report.cell_label(values),
+        "gates": gates or {},
+        "message": [],
+    }
+
+
+def test_by_cell_best_and_median_by_hand():
+    trials = [
+        _trial("NP", 0.3),
+        _trial("NP", 0.1),
+        _trial("NP", 0.2),
+        _trial("NP", None, status="FAILED"),
+        _trial("GRU", 0.05, reset_after=False),
+        _trial("GRU", 0.4, reset_after=True),
+    ]
+    rows = {r["cell"]: r for r in report.by_cell(trials, "min")}
+    assert rows["NP"]["trials"] == 4 and rows["NP"]["failed"] == 1
+    assert rows["NP"]["best"] == 0.1 and rows["NP"]["median"] == pytest.approx(0.2)
+    assert rows["GRU(reset_after=False)"]["best"] == 0.05 and rows["GRU"]["best"] == 0.4
+    assert [r["cell"] for r in report.by_cell(trials, "min")][0] == "GRU(reset_after=False)"
+    assert [r["cell"] for r in report.by_cell(trials, "max")][0] == "GRU"
+
+
+def test_saturation_leaves_out_pinned_gates():
+    layer = {
+        "i": {"left": 0.25, "right": 0.25},
+        "f": {"left": 0.0, "right": 1.0},
+        "o": {"left": 0.1, "right": 0.0},
+    }
+    nfg = _trial("NFG", 0.1, gates={"a": layer, "b": {**layer, "i": {"left": 0.0, "right": 0.0}}})
+    assert report.saturation(nfg) == {"i": pytest.approx(0.25), "o": pytest.approx(0.1)}
+    np_trial = _trial("NP", 0.1, gates={"a": layer})
+    assert report.saturation(np_trial)["f"] == 1.0
+
+
+def test_importance_finds_the_hyperparameter_that_matters():
+    rng = np.random.default_rng(0)
+    trials = []
+    for _ in range(40):
+        lr = 10 ** rng.uniform(-4, -1)
+        cell = rng.choice(["NP", "GRU", "CIFG"])
+        units = int(rng.choice([32, 64]))
+        score = (np.log10(lr) + 2.5) ** 2 + 0.01 * rng.standard_normal()
+        trials.append(_trial(str(cell), float(score), lr=lr, units=units))
+    ranked = report.importance(trials)
+    assert ranked[0][0] == "learning_rate" and ranked[0][1] > 0.8
+    assert sum(w for _, w in ranked) == pytest.approx(1.0)
+    assert report.importance(trials[:3]) is None  # too few trials
+
+
+def _events(directory):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(directory, size_guidance={"tensors": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def test_tune_logs_every_trial_then_resumes_without_rerunning(tmp_path, capsys):
+    directory = str(tmp_path / "search")
+    options = {
+        "task": "adding",
+        "cells": ("NP", "GRU"),
+        "max_trials": 2,
+        "epochs": 2,
+        "sizes": TINY,
+        "space": {"units": 8, "layers": 1},
+        "verbose": 0,
+    }
+    tuning.tune(directory, **options)
+    trials = report.load_trials(directory)
+    assert [t["status"] for t in trials] == ["COMPLETED"] * 2
+    for t in trials:
+        assert np.isfinite(t["score"])
+        run = os.path.join(directory, "logs", f"trial_{t['id']}")
+        session = _events(run)  # HParams: this trial's hyperparameters
+        assert "_hparams_/session_start_info" in session.Tags()["tensors"]
+        content = session.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
+        assert t["values"]["cell"].encode() in content
+        train = _events(os.path.join(run, "train"))  # gate dashboards
+        assert any(tag.startswith("gates/") for tag in train.Tags()["histograms"])
+        layer = next(iter(t["gates"]))  # gates.json: the last dashboard's scalars
+        assert set(t["gates"][layer]) >= {"h", "nonfinite"}
+    before = {
+        t["id"]: open(f"{directory}/search/trial_{t['id']}/trial.json").read() for t in trials
+    }
+    capsys.readouterr()
+
+    tuning.tune(directory, **{**options, "max_trials": 3})  # resume with a larger budget
+    after = report.load_trials(directory)
+    assert len(after) == 3 and all(t["status"] == "COMPLETED" for t in after)
+    for trial_id, text in before.items():  # finished trials are kept as they were
+        assert open(f"{directory}/search/trial_{trial_id}/trial.json").read() == text
+        runs = open(f"{directory}/search/trial_{trial_id}/runs.jsonl").read().splitlines()
+        assert len(runs) == 1
+    assert "trial 2:" in capsys.readouterr().out and "trial 0:" not in capsys.readouterr().out
+
+    path = report.write_report(directory)
+    text = open(path).read()
+    assert "| NP |" in text or "| GRU |" in text
+    for picture in ("score_by_cell", "score_vs_learning_rate", "saturation_by_cell"):
+        assert os.path.getsize(os.path.join(directory, "report", f"{picture}.png")) > 1000
+
+
+def test_diverging_trials_are_failed_and_the_search_goes_on(tmp_path):
+    directory = str(tmp_path / "search")
+    tuning.tune(
+        directory,
+        cells=("NP",),
+        max_trials=2,
+        epochs=2,
+        sizes=TINY,
+        space={"units": (4, 8), "layers": 1, "learning_rate": 1e30, "clipnorm": 0.0},
+        gate_freq=0,
+        verbose=0,
+    )
+    trials = report.load_trials(directory)
+    assert len(trials) == 2 and [t["status"] for t in trials] == ["FAILED", "FAILED"]
+    assert all("diverged" in " ".join(t["message"]) for t in trials)
+    assert "## Failed trials" in open(report.write_report(directory)).read()
+
+
+def test_a_directory_with_another_search_is_refused_and_untouched(tmp_path):
+    directory = str(tmp_path / "search")
+    os.makedirs(directory)
+    spec = tuning.search_spec("adding", ("NP",), sizes=TINY)
+    with open(os.path.join(directory, tuning.SPEC_FILE), "w") as f:
+        json.dump(spec, f)
+    listing = sorted(os.listdir(directory))
+    asked = tuning.search_spec("adding", ("GRU",), sizes=TINY)
+    with pytest.raises(ValueError, match="holds a different search .*cells"):
+        tuning.open_search(directory, asked, {"cells"})
+    with pytest.raises(ValueError, match="different search .*sizes.length"):
+        tuning.tune(directory, sizes={"length": 9}, given={"sizes.length"})
+    assert sorted(os.listdir(directory)) == listing
+    assert json.load(open(os.path.join(directory, tuning.SPEC_FILE))) == spec
+    # Options not given come from the directory; the budget may change.
+    asked = tuning.search_spec("adding", ("GRU",), max_trials=20, sizes=TINY)
+    assert tuning.open_search(directory, asked, {"max_trials"}) == {**spec, "max_trials": 20}
+
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "cat.jpg").write_bytes(b"\xff\xd8")
+    with pytest.raises(ValueError, match="not empty and holds no kgates search"):
+        tuning.tune(str(other), sizes=TINY)
+    assert os.listdir(other) == ["cat.jpg"]
