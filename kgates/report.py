@@ -148,7 +148,7 @@ def _score_by_cell(trials, rows, objective, path) -> None:
     ax = fig.add_subplot()
     rng = np.random.default_rng(0)
     for k, row in enumerate(rows):
-        scores = [t["score"] for t in trials if t["cell"] == row["cell"] and _ok(t)]
+        scores = [t["score"] for t in trials if t["cell"] == row["cell"] and completed(t)]
         ax.scatter(k + rng.uniform(-0.12, 0.12, len(scores)), scores, s=18, alpha=0.7)
         if scores:
             ax.hlines(np.median(scores), k - 0.3, k + 0.3, color="k", linewidth=1.5)
@@ -164,7 +164,7 @@ def _score_vs_learning_rate(trials, objective, path) -> None:
     fig = Figure(figsize=(7, 3.6))
     ax = fig.add_subplot()
     for cell in sorted({t["cell"] for t in trials}):
-        mine = [t for t in trials if t["cell"] == cell and _ok(t)]
+        mine = [t for t in trials if t["cell"] == cell and completed(t)]
         rates = [t["values"].get("learning_rate") for t in mine]
         ax.scatter(rates, [t["score"] for t in mine], s=18, label=cell)
     ax.set_xscale("log")
@@ -197,7 +197,8 @@ def _saturation_by_cell(rows, path) -> None:
     fig.savefig(path, dpi=90)
 
 
-def _ok(trial: dict) -> bool:
+def completed(trial: dict) -> bool:
+    """Whether a trial (from `load_trials`) finished with a finite score."""
     return (
         trial["status"] == "COMPLETED"
         and trial["score"] is not None
@@ -254,7 +255,7 @@ def write_report(directory: str) -> str:
     _score_vs_learning_rate(trials, objective, os.path.join(pictures, "score_vs_learning_rate.png"))
     _saturation_by_cell(rows, os.path.join(pictures, "saturation_by_cell.png"))
 
-    done = [t for t in trials if _ok(t)]
+    done = [t for t in trials if completed(t)]
     sizes = ", ".join(f"{k} {v}" for k, v in spec["sizes"].items()) or "fixed size"
     lines = [
         f"# Search: {spec['task']} ({sizes})",

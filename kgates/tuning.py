@@ -42,7 +42,7 @@ TUNERS = {
 SPACE = {
     "units": (32, 64, 128),
     "layers": (1, 2),
-    "learning_rate": (1e-4, 3e-2),
+    "learning_rate": (3e-4, 3e-2),
     "dropout": (0.0, 0.3),
     "forget_bias": FORGET_BIASES,
     "clipnorm": (0.0, 1.0, 10.0),

@@ -41,3 +41,35 @@ def test_bench_times_every_variant_against_the_keras_layer(tmp_path):
         result["median_s"]
     )
     assert (tmp_path / "b.json").exists()
+
+
+def test_search_space_odyssey_compares_variants_with_v(tmp_path):
+    rows = _load("search_space_odyssey").main(
+        ["--smoke", "--directory", str(tmp_path), "--variants", "V,NFG"]
+    )
+    assert [r["variant"] for r in rows] == ["V", "NFG"]
+    assert all(r["trials"] == 1 and r["median"] > 0 for r in rows)
+    assert (tmp_path / "NFG" / "kgates_search.json").exists()
+
+
+def test_lstm_vs_gru_matches_the_parameter_budget(tmp_path):
+    (row,) = _load("lstm_vs_gru").main(["--smoke", "--json", str(tmp_path / "r.json")])
+    lstm, gru = row["params"]["NP"], row["params"]["GRU"]
+    # The GRU got the unit count closest to the LSTM's budget: one unit more would overshoot.
+    assert abs(gru - lstm) < 3 * (2 * row["units"]["GRU"] + 6)
+    assert len(row["scores"]["NP"]) == len(row["scores"]["GRU"]) == 2 and 0 <= row["p"] <= 1
+
+
+def test_forget_bias_curves_and_plot(tmp_path):
+    result = _load("forget_bias").main(["--smoke", "--png", str(tmp_path / "f.png")])
+    assert set(result["curves"]) == {"zero", "one", "chrono"}
+    assert all(len(runs[0]) == 2 for runs in result["curves"].values())  # one value per epoch
+    assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_gradient_flow_reaches_for_every_model(tmp_path):
+    result = _load("gradient_flow").main(["--smoke", "--png", str(tmp_path / "g.png")])
+    assert set(result["models"]) == {"SimpleRNN", "GRU", "LSTM", "NFG"}
+    assert "reach_trained_c" in result["models"]["LSTM"]
+    assert "reach_trained_c" not in result["models"]["GRU"]
+    assert all(0 < m["reach_init_h"] <= 8 for m in result["models"].values())

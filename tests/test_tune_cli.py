@@ -1,0 +1,166 @@
+"""`kgates tune` as users run it: separate processes, killed, resumed, distributed."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from kgates import cli, report, tuning
+
+TINY = ["--task", "adding", "--samples", "96", "--length", "8", "--units", "8", "--layers", "1"]
+
+
+def _kgates(*args: str) -> list[str]:
+    return [sys.executable, "-m", "kgates.cli", *args]
+
+
+def _environment(**extra) -> dict:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", **extra}
+
+
+def _runs(directory: str, trial_id: str) -> list[dict]:
+    with open(os.path.join(directory, "search", f"trial_{trial_id}", "runs.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_sigkill_mid_trial_then_the_same_command_resumes(tmp_path):
+    directory = str(tmp_path / "adding")
+    command = _kgates(
+        "tune", *TINY, "--cells", "NP,GRU", "--max-trials", "3", "--epochs", "10",
+        "--patience", "10", "--gate-freq", "0", "--verbose", "2", "--directory", directory,
+    )  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_environment()
+    )
+    lines = []
+    for line in process.stdout:  # wait until trial 1 is training, then kill -9
+        lines.append(line)
+        if line.startswith("[tuner0] trial 1:"):
+            for line in process.stdout:
+                if line.startswith("Epoch 3/"):
+                    break
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert any("trial 0 COMPLETED" in line for line in lines), "".join(lines[-20:])
+    first = open(os.path.join(directory, "search", "trial_0", "trial.json")).read()
+
+    result = subprocess.run(
+        _kgates("tune", "--directory", directory, "--verbose", "0"),
+        capture_output=True, text=True, env=_environment(), timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    trials = report.load_trials(directory)
+    assert [t["id"] for t in trials] == ["0", "1", "2"]
+    assert all(t["status"] == "COMPLETED" for t in trials)
+    # Trial 0 finished before the kill: kept, never run again. Trial 1 was
+    # interrupted: started a second time, by the resumed search.
+    assert open(os.path.join(directory, "search", "trial_0", "trial.json")).read() == first
+    assert [len(_runs(directory, t)) for t in "012"] == [1, 2, 1]
+    assert "trial 0:" not in result.stdout and "[tuner0] trial 1 COMPLETED" in result.stdout
+    assert "3 trials in" in result.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_chief_and_two_workers_run_every_trial_exactly_once(tmp_path):
+    directory = str(tmp_path / "shared")
+    address = f"127.0.0.1:{_free_port()}"
+    search = [*TINY, "--cells", "NP,GRU,CIFG", "--max-trials", "4", "--epochs", "2"]
+    search += ["--gate-freq", "0", "--verbose", "0", "--directory", directory]
+    chief = subprocess.Popen(
+        _kgates("tune", *search, "--chief", address),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_environment(),
+    )  # fmt: skip
+    workers = [
+        subprocess.Popen(
+            _kgates("tune", "--directory", directory, "--worker", address, "--worker-id", name),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=_environment(),
+        )  # fmt: skip
+        for name in ("worker-a", "worker-b")
+    ]
+    outputs = {}
+    try:
+        for name, process in zip(("worker-a", "worker-b", "chief"), (*workers, chief)):
+            outputs[name] = process.communicate(timeout=420)[0]
+            assert process.returncode == 0, f"{name}:\n{outputs[name][-3000:]}"
+    finally:
+        for process in (*workers, chief):
+            process.kill()
+    trials = report.load_trials(directory)
+    assert sorted(t["id"] for t in trials) == ["0", "1", "2", "3"]
+    assert all(t["status"] == "COMPLETED" for t in trials)
+    ran_by = {}
+    for t in trials:
+        runs = _runs(directory, t["id"])
+        assert len(runs) == 1, runs  # exactly once
+        ran_by[t["id"]] = runs[0]["tuner"]
+        assert f"[{runs[0]['tuner']}] trial {t['id']} COMPLETED" in outputs[runs[0]["tuner"]]
+    assert set(ran_by.values()) <= {"worker-a", "worker-b"}  # the chief only serves
+    assert "4 trials in" in outputs["chief"]
+
+
+def _tune(capsys, *args: str) -> tuple[int, str]:
+    code = cli.main(["tune", *args])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--cells", "NP,LSTM2"], "unknown cell 'LSTM2'"),
+        (["--learning-rate", "0:1e-2"], "`learning_rate` must satisfy 0 < low"),
+        (["--tuner", "hyperband", "--epochs", "1"], "hyperband tuner needs `epochs`"),
+        (["--task", "digits", "--length", "5"], "no size option 'length'"),
+    ],
+)
+def test_bad_options_are_named_and_write_nothing(tmp_path, capsys, args, match):
+    directory = tmp_path / "new"
+    code, err = _tune(capsys, *args, "--directory", str(directory))
+    assert code == 2 and match in err
+    assert not directory.exists()
+
+
+def test_a_different_search_in_the_directory_is_refused(tmp_path, capsys):
+    directory = tmp_path / "runs"
+    directory.mkdir()
+    spec = tuning.search_spec("adding", ("NP", "GRU"))
+    (directory / tuning.SPEC_FILE).write_text(json.dumps(spec))
+    code, err = _tune(capsys, "--directory", str(directory), "--cells", "NP,CIFG")
+    assert code == 2 and "holds a different search" in err and "cells" in err
+    code, err = _tune(capsys, "--directory", str(directory), "--task", "copy")
+    assert code == 2 and "task: this directory has 'adding', asked for 'copy'" in err
+    assert os.listdir(directory) == [tuning.SPEC_FILE]
+    assert json.loads((directory / tuning.SPEC_FILE).read_text()) == spec
+
+
+def test_unknown_task_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["tune", "--task", "sorting"])
+    assert exit_.value.code == 2 and "invalid choice: 'sorting'" in capsys.readouterr().err
+
+
+def test_report_of_a_directory_without_a_search(tmp_path, capsys):
+    assert cli.main(["report", str(tmp_path)]) == 2
+    assert "holds no kgates search" in capsys.readouterr().err
+
+
+def test_worker_without_a_chief_gives_up_with_a_message(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    for name in ("KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID"):
+        monkeypatch.setenv(name, "")  # restored afterwards: the command sets them
+        monkeypatch.delenv(name)
+    code, err = _tune(capsys, "--directory", str(tmp_path), "--worker", "127.0.0.1:1")
+    assert code == 2 and "start the chief first" in err
