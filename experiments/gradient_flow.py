@@ -22,8 +22,9 @@ import kgates
 from kgates.gradflow import reach
 from kgates.tasks import adding_problem
 
-FULL = {"samples": 3000, "length": 100, "units": 32, "epochs": 8, "probe": 128}
+FULL = {"samples": 4000, "length": 60, "units": 32, "epochs": 12, "probe": 128}
 SMOKE = {"samples": 32, "length": 8, "units": 4, "epochs": 1, "probe": 8}
+LEARNING_RATE = 1e-2
 MODELS = {
     "SimpleRNN": lambda units: keras.layers.SimpleRNN(units, name="rnn"),
     "GRU": lambda units: keras.layers.GRU(units, name="rnn"),
@@ -41,7 +42,7 @@ def run(size: dict) -> dict:
         model = keras.Sequential(
             [keras.Input(x.shape[1:]), make(size["units"]), keras.layers.Dense(1)]
         )
-        model.compile(keras.optimizers.Adam(3e-3, clipnorm=1.0), "mse")
+        model.compile(keras.optimizers.Adam(LEARNING_RATE, clipnorm=1.0), "mse")
         flows = {"init": kgates.gradient_flow(model, *probe)["rnn"]}
         history = model.fit(
             x, y, batch_size=64, epochs=size["epochs"], validation_split=0.2, verbose=0

@@ -21,6 +21,15 @@ from kgates.tracing import gru_gates, lstm_gates
 GATE_PATHS = ("auto", "recompute", "step")
 
 
+def fused_kernel_available() -> bool:
+    """Whether Keras's LSTM/GRU layers run a fused kernel here rather than a stepped loop.
+
+    On a GPU every backend runs cuDNN; Keras's torch backend also has a tight
+    CPU kernel of its own (input projection of all steps in one matmul).
+    """
+    return keras.backend.backend() == "torch" or accelerator_available()
+
+
 def accelerator_available() -> bool:
     """Whether the Keras backend sees a GPU (where fused kernels run)."""
     backend = keras.backend.backend()
@@ -72,7 +81,7 @@ class _FusedGates:
 
     def _recomputes(self) -> bool:
         if self.gate_path == "auto":
-            return self.use_cudnn is not False and accelerator_available()
+            return self.use_cudnn is not False and fused_kernel_available()
         return self.gate_path == "recompute"
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
@@ -130,8 +139,9 @@ class LSTM(_FusedGates, keras.layers.LSTM):
             `kgates.split_gates(y, layer)`). Default: False.
         gate_path: how gates are obtained: `"recompute"` (fused kernel for h,
             then exact parallel recomputation), `"step"` (the kgates cell
-            steps and returns them), or `"auto"`: recompute where a GPU runs
-            the fused kernel, step elsewhere. Default: `"auto"`.
+            steps and returns them), or `"auto"`: recompute where Keras runs
+            a fused kernel (a GPU; torch also on CPU), step elsewhere.
+            Default: `"auto"`.
         variant, peephole, pin, coupled, input_activation, output_activation,
             gate_recurrence: kgates cell options (see `kgates.LSTMCell`). The
             fused kernel only runs Keras's own LSTM (variant NP); other

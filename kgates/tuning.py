@@ -233,6 +233,31 @@ def hparams_summary(hyperparameters, trial_id: str):
     return hparams.hparams_pb(values, trial_id=trial_id)
 
 
+def write_hparams_experiment(logdir: str, hyperparameters, task: Task) -> None:
+    """The HParams dashboard's columns: the searched hyperparameters and the task's metrics.
+
+    Without it TensorBoard would offer every scalar (each gate's saturation...)
+    as a metric. Written once, at the root of the trials' runs.
+    """
+    from tensorboard.plugins.hparams import summary_v2 as hparams
+
+    from kgates.summary import EventWriter
+
+    if os.path.isdir(logdir) and any(n.startswith("events.") for n in os.listdir(logdir)):
+        return
+    columns = [hparams.HParam(hp.name) for hp in hyperparameters.space]
+    metrics = [hparams.Metric("epoch_loss", group="validation", display_name="val loss")]
+    metrics.append(hparams.Metric("epoch_loss", group="train", display_name="train loss"))
+    if task.metric != "loss":
+        name = f"val {task.metric}"
+        metrics.insert(
+            0, hparams.Metric(f"epoch_{task.metric}", group="validation", display_name=name)
+        )
+    writer = EventWriter(logdir)
+    writer.summary(hparams.hparams_config_pb(columns, metrics), 0)
+    writer.close()
+
+
 def _search_class(base):
     class GateSearch(base):
         """Keras Tuner's `base` tuner, with kgates logging for every trial."""
@@ -489,6 +514,10 @@ def tune(
             image_freq=max(1, (epochs - 1) // max(gate_freq, 1)),
         ),
     ]
+    if os.environ.get("KERASTUNER_TUNER_ID", "chief").startswith("chief"):
+        write_hparams_experiment(
+            os.path.join(directory, "logs"), search.oracle.hyperparameters, task_
+        )
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes, one per trial
     search.search(
         task_.x_train,

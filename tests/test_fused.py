@@ -125,3 +125,11 @@ def test_trains_and_traces(rng):
     model.compile("adam", "mse")
     model.fit(x, np.ones((4, 1)), epochs=1, verbose=0)
     assert set(kgates.trace(model, x)[model.layers[0].name]) == set("hifgoc")
+
+
+def test_auto_recomputes_where_keras_runs_a_fused_kernel():
+    layer = kgates.LSTM(4, return_gates=True)
+    expected = keras.backend.backend() == "torch" or kgates.fused.accelerator_available()
+    assert layer._recomputes() is expected
+    assert kgates.LSTM(4, return_gates=True, variant="NFG")._recomputes() is False
+    assert kgates.GRU(4, return_gates=True, gate_path="step")._recomputes() is False

@@ -245,3 +245,24 @@ def test_a_directory_with_another_search_is_refused_and_untouched(tmp_path):
     with pytest.raises(ValueError, match="not empty and holds no kgates search"):
         tuning.tune(str(other), sizes=TINY)
     assert os.listdir(other) == ["cat.jpg"]
+
+
+@pytest.mark.parametrize("tuner", ["bayesian", "hyperband"])
+def test_other_tuners_keep_to_the_trial_budget(tmp_path, tuner):
+    directory = str(tmp_path / tuner)
+    search = tuning.tune(
+        directory,
+        tuner=tuner,
+        cells=("NP", "GRU"),
+        max_trials=2,
+        epochs=2,
+        sizes=TINY,
+        space={"units": 4, "layers": 1},
+        gate_freq=0,
+        verbose=0,
+    )
+    assert type(search).__name__ == {"bayesian": "GateBayesianOptimization"}.get(
+        tuner, "GateHyperband"
+    )
+    trials = report.load_trials(directory)
+    assert len(trials) == 2 and all(report.completed(t) for t in trials)
