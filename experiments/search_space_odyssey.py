@@ -26,8 +26,8 @@ TASK = "code"  # next-character prediction on Python source: closest to the pape
 FULL = {
     "sizes": {"samples": 1000, "length": 50},
     "trials": 3,
-    "epochs": 12,
-    "space": {"units": (32, 64), "learning_rate": (3e-3, 3e-2), "dropout": (0.0, 0.2)},
+    "epochs": 5,
+    "space": {"units": (32, 64), "learning_rate": (1e-3, 3e-2), "dropout": (0.0, 0.2)},
 }
 SMOKE = {
     "sizes": {"samples": 32, "length": 8},
