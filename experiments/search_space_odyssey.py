@@ -6,7 +6,7 @@ then compared with V by Welch's t-test over their trials, as in the paper
 (Section 5). Does the ordering hold: NFG and NOAF clearly worse, CIFG and NP no
 worse than V?
 
-    python experiments/search_space_odyssey.py             # full size, ~15 min on 2 CPU cores (TensorFlow)
+    python experiments/search_space_odyssey.py     # full size: ~5 min on 2 CPU cores (TensorFlow)
     python experiments/search_space_odyssey.py --smoke --directory /tmp/odyssey
 """
 
