@@ -104,7 +104,7 @@ _SPACE_FLAGS = {
 
 def _add_tune(commands) -> None:
     from kgates.tasks import TASKS
-    from kgates.tuning import CELLS, SPACE, TUNERS
+    from kgates.tuning import CELLS, DEFAULT_CELLS, SPACE, TUNERS
 
     tune = commands.add_parser(
         "tune",
@@ -117,7 +117,8 @@ def _add_tune(commands) -> None:
     tune.add_argument(
         "--cells",
         type=_list(str),
-        help=f"comma-separated cell codes from {','.join(CELLS)} (default: NP,GRU,CIFG,NFG)",
+        help=f"comma-separated cell codes from {','.join(CELLS)} "
+        f"(default: {','.join(DEFAULT_CELLS)})",
     )
     tune.add_argument("--tuner", choices=tuple(TUNERS), help="search algorithm (default: random)")
     tune.add_argument("--max-trials", type=_positive_int, help="trials in all (default: 8)")
@@ -185,7 +186,7 @@ def _tune(args) -> int:
             return 2
     options = {
         "task": args.task or "adding",
-        "cells": args.cells or ("NP", "GRU", "CIFG", "NFG"),
+        "cells": args.cells or tuning.DEFAULT_CELLS,
         "tuner": args.tuner or "random",
         "max_trials": args.max_trials or 8,
         "epochs": args.epochs,

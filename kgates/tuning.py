@@ -49,6 +49,7 @@ SPACE = {
     "reset_after": (True, False),
 }
 RANGES = ("learning_rate", "dropout")
+DEFAULT_CELLS = ("NP", "GRU", "CIFG", "NFG")  # what `kgates tune` compares unless told
 SPEC_FILE = "kgates_search.json"
 PROJECT = "search"
 
@@ -356,7 +357,7 @@ def make_tuner(
 
 def search_spec(
     task: str = "adding",
-    cells=("NP", "GRU", "CIFG", "NFG"),
+    cells=DEFAULT_CELLS,
     tuner: str = "random",
     max_trials: int = 8,
     epochs: int | None = None,
@@ -455,7 +456,7 @@ def _write_spec(directory: str, spec: dict) -> None:
 def tune(
     directory: str = "runs/kgates",
     task: str = "adding",
-    cells=("NP", "GRU", "CIFG", "NFG"),
+    cells=DEFAULT_CELLS,
     tuner: str = "random",
     max_trials: int = 8,
     epochs: int | None = None,
