@@ -1,7 +1,8 @@
 """Speed of kgates against Keras's own recurrent layers, measured side by side.
 
-For each size, times the forward pass (predict_on_batch) and one training step
-(train_on_batch; the loss reads h) of:
+For each size, times the forward pass (predict_on_batch of the time average of
+every output, so that all of it is computed on the device and little comes back)
+and one training step (train_on_batch; the loss reads h) of:
 
     keras LSTM             keras.layers.LSTM                 (the reference: 1.00x)
     keras RNN(cell)        keras.layers.RNN(keras.layers.LSTMCell)
@@ -9,7 +10,8 @@ For each size, times the forward pass (predict_on_batch) and one training step
     kgates RNN(cell)+gates   ... with return_gates=True
     kgates LSTM            kgates.LSTM
     kgates LSTM+gates      kgates.LSTM(return_gates=True)
-    trace(keras LSTM)      kgates.Tracer on the keras LSTM model (forward only)
+    keras LSTM h->host     the keras LSTM's h sequence as a NumPy array (forward only)
+    trace(keras LSTM)      kgates.Tracer on that model: h and every gate as NumPy
 
 (and the same for GRU with --family gru). Medians of --repeats runs after
 warm-up, the variants interleaved run by run; ratios are to the Keras layer of
@@ -18,6 +20,13 @@ the same size in the same run. Prints a table and writes JSON.
     python experiments/bench.py                       # CPU sizes
     python experiments/bench.py --sizes gpu           # B 32/256, T 50/500, units 128/512
     python experiments/bench.py --smoke               # seconds, for tests
+    python experiments/bench.py --check               # only the gate check
+
+`--check` first compares the gates of `kgates.LSTM`/`GRU` recomputed from the
+fused kernel's h (`gate_path="recompute"`) with those the kgates cell steps
+(`gate_path="step"`), without and with a padding mask, and prints the largest
+difference: on a GPU this is the tolerance to state (TF32 matmuls unless
+`NVIDIA_TF32_OVERRIDE=0`).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import platform
 import time
 
@@ -74,7 +84,9 @@ def _variants(family: str, units: int) -> dict:
 def _models(make_layer, steps: int, units: int):
     inputs = keras.Input((steps, FEATURES))
     y = make_layer()(inputs)
-    forward = keras.Model(inputs, y)
+    # The forward pass returns the time average of every output (h and gates):
+    # everything is computed on the device, and only (batch, features) comes back.
+    forward = keras.Model(inputs, keras.layers.GlobalAveragePooling1D()(y))
     h = _H(units)(y)
     train = keras.Model(inputs, keras.layers.Dense(1)(h[:, -1]))
     train.compile(keras.optimizers.SGD(1e-3), "mse")
@@ -102,7 +114,11 @@ def bench(family: str, batch: int, steps: int, units: int, repeats: int) -> dict
             "train": lambda t=train: t.train_on_batch(x, y),
         }
     reference = f"keras {family.upper()}"
-    tracer = Tracer(_models(_variants(family, units)[reference], steps, units)[0])
+    inputs = keras.Input((steps, FEATURES))
+    stock = keras.Model(inputs, _variants(family, units)[reference]()(inputs))
+    # What a trace is fairly compared with: the layer's h sequence, brought to the host.
+    runs[f"keras {family.upper()} h->host"] = {"forward": lambda: stock.predict_on_batch(x)}
+    tracer = Tracer(stock)
     runs[f"trace(keras {family.upper()})"] = {"forward": lambda: tracer(x)}
     for fns in runs.values():  # warm-up: compile
         for fn in fns.values():
@@ -118,42 +134,112 @@ def bench(family: str, batch: int, steps: int, units: int, repeats: int) -> dict
     return {"batch": batch, "steps": steps, "units": units, "median_s": medians, "ratio": ratios}
 
 
-def main(argv=None) -> list[dict]:
+def check(family: str, batch: int = 64, steps: int = 100, units: int = 128) -> dict:
+    """Largest |recomputed - stepped| per output (h and every gate), unmasked and masked."""
+    layer_type = kgates.LSTM if family == "lstm" else kgates.GRU
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(batch, steps, FEATURES)).astype("float32")
+    lengths = rng.integers(steps // 2, steps + 1, size=batch)
+    mask = np.arange(steps)[None] < lengths[:, None]
+    layers = {
+        path: layer_type(units, return_sequences=True, return_gates=True, gate_path=path)
+        for path in ("recompute", "step")
+    }
+    for layer in layers.values():
+        layer(x[:1])
+    weights = layers["step"].get_weights()  # Keras's initializers: a model before training
+    result = {}
+    for masked in (False, True):
+        out = {}
+        for path, layer in layers.items():
+            layer.set_weights(weights)
+            y = layer(x, mask=mask if masked else None)
+            out[path] = kgates.split_gates(keras.ops.convert_to_numpy(y), layer)
+        result["masked" if masked else "unmasked"] = {
+            name: float(np.max(np.abs(out["recompute"][name] - out["step"][name])))
+            for name in out["step"]
+        }
+    return result
+
+
+def _device() -> str:
+    """The accelerator's name, or the processor's."""
+    backend = keras.backend.backend()
+    if kgates.fused.accelerator_available():
+        if backend == "jax":
+            import jax
+
+            return jax.devices()[0].device_kind
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.get_device_name()
+        return "GPU"
+    return platform.processor() or "cpu"
+
+
+def _versions() -> dict:
+    versions = {"keras": keras.__version__, "numpy": np.__version__}
+    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+    backend = keras.backend.backend()
+    if backend in module:
+        versions[backend] = __import__(module[backend]).__version__
+    return versions
+
+
+def _print_result(result: dict) -> None:
+    print(f"\nB={result['batch']} T={result['steps']} units={result['units']}", end="")
+    print("   (median s, ratio to the Keras layer)")
+    print(f"{'':<24}{'forward':>18}{'train step':>22}")
+    for name, medians in result["median_s"].items():
+        cells = [
+            f"{medians[k]:>9.4f} {result['ratio'][name][k]:>6.2f}x" if k in medians else ""
+            for k in ("forward", "train")
+        ]
+        print(f"{name:<24}{cells[0]:>18}{cells[1]:>22}", flush=True)
+
+
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", choices=sorted(SIZES), default="cpu")
     parser.add_argument("--smoke", action="store_true", help="same as --sizes smoke")
-    parser.add_argument("--family", choices=["lstm", "gru"], default="lstm")
+    parser.add_argument("--family", choices=["lstm", "gru"], nargs="+", default=["lstm"])
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--json", help="write the results here (after each size)")
+    parser.add_argument("--check", action="store_true", help="only the gate check")
     args = parser.parse_args(argv)
     sizes = SIZES["smoke" if args.smoke else args.sizes]
     repeats = 2 if args.smoke else args.repeats
-    results = []
-    print(
-        f"backend {keras.backend.backend()}, keras {keras.__version__}, "
-        f"accelerator: {kgates.fused.accelerator_available()}, {platform.processor() or 'cpu'}"
-    )
-    for batch, steps, units in itertools.product(sizes["batch"], sizes["steps"], sizes["units"]):
-        result = bench(args.family, batch, steps, units, repeats)
-        results.append(result)
-        print(f"\nB={batch} T={steps} units={units}   (median s, ratio to the Keras layer)")
-        print(f"{'':<24}{'forward':>18}{'train step':>22}")
-        for name, medians in result["median_s"].items():
-            cells = [
-                f"{medians[k]:>9.4f} {result['ratio'][name][k]:>6.2f}x" if k in medians else ""
-                for k in ("forward", "train")
-            ]
-            print(f"{name:<24}{cells[0]:>18}{cells[1]:>22}")
-    if args.json:
-        meta = {
+    report = {
+        "meta": {
             "backend": keras.backend.backend(),
-            "keras": keras.__version__,
+            **_versions(),
             "machine": platform.platform(),
+            "device": _device(),
             "accelerator": kgates.fused.accelerator_available(),
-        }
+            "tf32_override": os.environ.get("NVIDIA_TF32_OVERRIDE"),
+            "jax_matmul_precision": os.environ.get("JAX_DEFAULT_MATMUL_PRECISION"),
+        },
+        "check": {
+            family: check(family, *((4, 6, 8) if args.smoke else ())) for family in args.family
+        },
+        "results": [],
+    }
+    print(json.dumps(report["meta"]), flush=True)
+    for family, worst in report["check"].items():
+        print(f"{family}: largest |recomputed - stepped| gate:", json.dumps(worst), flush=True)
+    grid = itertools.product(sizes["batch"], sizes["steps"], sizes["units"])
+    for family, (batch, steps, units) in itertools.product([] if args.check else args.family, grid):
+        result = {"family": family, **bench(family, batch, steps, units, repeats)}
+        report["results"].append(result)
+        _print_result(result)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(report, f, indent=2)
+    if args.json:
         with open(args.json, "w") as f:
-            json.dump({"meta": meta, "results": results}, f, indent=2)
-    return results
+            json.dump(report, f, indent=2)
+    return report
 
 
 if __name__ == "__main__":

@@ -34,13 +34,17 @@ def test_callback_overhead_reports_its_measures(tmp_path):
 
 
 def test_bench_times_every_variant_against_the_keras_layer(tmp_path):
-    results = _load("bench").main(["--smoke", "--json", str(tmp_path / "b.json")])
-    (result,) = results
+    report = _load("bench").main(["--smoke", "--json", str(tmp_path / "b.json")])
+    (result,) = report["results"]
     assert result["ratio"]["keras LSTM"] == {"forward": 1.0, "train": 1.0}
     assert {"kgates LSTM+gates", "kgates RNN(cell)+gates", "trace(keras LSTM)"} <= set(
         result["median_s"]
     )
     assert (tmp_path / "b.json").exists()
+    # on a CPU the recomputed gates are the stepped cell's (the GPU run states its own)
+    for worst in report["check"]["lstm"].values():
+        assert set(worst) == {"h", "i", "f", "g", "o", "c"}
+        assert max(worst.values()) < 1e-5
 
 
 def test_search_space_odyssey_compares_variants_with_v(tmp_path):
