@@ -12,10 +12,11 @@ and one training step (train_on_batch; the loss reads h) of:
     kgates LSTM+gates      kgates.LSTM(return_gates=True)
     keras LSTM h->host     the keras LSTM's h sequence as a NumPy array (forward only)
     trace(keras LSTM)      kgates.Tracer on that model: h and every gate as NumPy
+    ... on device          the same work, the time average of each array coming back
 
 (and the same for GRU with --family gru). Medians of --repeats runs after
-warm-up, the variants interleaved run by run; ratios are to the Keras layer of
-the same size in the same run. Prints a table and writes JSON.
+warm-up, the variants interleaved in a new random order each round; ratios
+are to the Keras layer of the same size in the same run. Prints a table and writes JSON.
 
     python experiments/bench.py                       # CPU sizes
     python experiments/bench.py --sizes gpu           # B 32/256, T 50/500, units 128/512
@@ -32,6 +33,7 @@ difference: on a GPU this is the tolerance to state (TF32 matmuls unless
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import json
 import os
@@ -120,15 +122,25 @@ def bench(family: str, batch: int, steps: int, units: int, repeats: int) -> dict
     runs[f"keras {family.upper()} h->host"] = {"forward": lambda: stock.predict_on_batch(x)}
     tracer = Tracer(stock)
     runs[f"trace(keras {family.upper()})"] = {"forward": lambda: tracer(x)}
-    for fns in runs.values():  # warm-up: compile
-        for fn in fns.values():
-            fn()
-            fn()
+    tracer(x)  # the tracing model, with the layer's weights in
+    # The same work without the copies to the host: the time average of h and every gate.
+    traced = tracer._gate_model(False)
+    pool = keras.layers.GlobalAveragePooling1D
+    pooled = [pool()(v) for k, v in traced.output.items() if not k.endswith("/_valid")]
+    on_device = keras.Model(traced.input, pooled)
+    runs[f"trace(keras {family.upper()}) on device"] = {
+        "forward": lambda: on_device.predict_on_batch(x)
+    }
+    jobs = [(name, kind, fn) for name, fns in runs.items() for kind, fn in fns.items()]
+    for _, _, fn in jobs:  # warm-up: compile
+        fn()
+        fn()
     times = {name: {kind: [] for kind in fns} for name, fns in runs.items()}
-    for _ in range(repeats):  # interleaved, so a slow spell hits every variant
-        for name, fns in runs.items():
-            for kind, fn in fns.items():
-                times[name][kind] += _time(fn, 1)
+    for _ in range(repeats):  # interleaved in a new order each round, so that a slow
+        for i in rng.permutation(len(jobs)):  # spell or a predecessor's garbage hits all
+            name, kind, fn = jobs[i]
+            gc.collect()
+            times[name][kind] += _time(fn, 1)
     medians = {n: {k: float(np.median(v)) for k, v in t.items()} for n, t in times.items()}
     ratios = {n: {k: v / medians[reference][k] for k, v in m.items()} for n, m in medians.items()}
     return {"batch": batch, "steps": steps, "units": units, "median_s": medians, "ratio": ratios}
@@ -190,13 +202,13 @@ def _versions() -> dict:
 def _print_result(result: dict) -> None:
     print(f"\nB={result['batch']} T={result['steps']} units={result['units']}", end="")
     print("   (median s, ratio to the Keras layer)")
-    print(f"{'':<24}{'forward':>18}{'train step':>22}")
+    print(f"{'':<30}{'forward':>18}{'train step':>22}")
     for name, medians in result["median_s"].items():
         cells = [
             f"{medians[k]:>9.4f} {result['ratio'][name][k]:>6.2f}x" if k in medians else ""
             for k in ("forward", "train")
         ]
-        print(f"{name:<24}{cells[0]:>18}{cells[1]:>22}", flush=True)
+        print(f"{name:<30}{cells[0]:>18}{cells[1]:>22}", flush=True)
 
 
 def main(argv=None) -> dict:
