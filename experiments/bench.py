@@ -13,6 +13,8 @@ and one training step (train_on_batch; the loss reads h) of:
     keras LSTM h->host     the keras LSTM's h sequence as a NumPy array (forward only)
     trace(keras LSTM)      kgates.Tracer on that model: h and every gate as NumPy
     ... on device          the same work, the time average of each array coming back
+    c scan, associative    the LSTM's c recurrence alone, by keras.ops.associative_scan
+    c scan, sequential     ... and by keras.ops.scan (kgates picks per backend and device)
 
 (and the same for GRU with --family gru). Medians of --repeats runs after
 warm-up, the variants interleaved in a new random order each round; ratios
@@ -44,7 +46,7 @@ import keras
 import numpy as np
 
 import kgates
-from kgates.tracing import Tracer
+from kgates.tracing import SCANS, Tracer, linear_scan
 
 SIZES = {
     "smoke": {"batch": [4], "steps": [6], "units": [8]},
@@ -95,6 +97,23 @@ def _models(make_layer, steps: int, units: int):
     return forward, train
 
 
+class _Scan(keras.layers.Layer):
+    """c_t = f_t * c_tm1 + b_t for made-up f (in (0, 1)) and b of shape (B, T, units)."""
+
+    def __init__(self, method, units, **kwargs):
+        super().__init__(**kwargs)
+        self.method, self.units = method, units
+
+    def call(self, x):
+        b = keras.ops.tile(x, (1, 1, self.units))
+        return linear_scan(keras.ops.sigmoid(b), b, self.method)
+
+
+def _scan_model(method, steps, units):
+    inputs = keras.Input((steps, 1))
+    return keras.Model(inputs, _Scan(method, units)(inputs)[:, -1])
+
+
 def _time(fn, repeats: int) -> list[float]:
     out = []
     for _ in range(repeats):
@@ -131,6 +150,9 @@ def bench(family: str, batch: int, steps: int, units: int, repeats: int) -> dict
     runs[f"trace(keras {family.upper()}) on device"] = {
         "forward": lambda: on_device.predict_on_batch(x)
     }
+    for method in SCANS:  # the LSTM's c from (f, i*g): which scan is faster here
+        scan = _scan_model(method, steps, units)
+        runs[f"c scan, {method}"] = {"forward": lambda m=scan: m.predict_on_batch(x[..., :1])}
     jobs = [(name, kind, fn) for name, fns in runs.items() for kind, fn in fns.items()]
     for _, _, fn in jobs:  # warm-up: compile
         fn()
@@ -219,8 +241,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", help="write the results here (after each size)")
     parser.add_argument("--check", action="store_true", help="only the gate check")
+    for dim in ("batch", "steps", "units"):
+        parser.add_argument(f"--{dim}", type=int, nargs="+", help=f"{dim} (replaces --sizes')")
     args = parser.parse_args(argv)
     sizes = SIZES["smoke" if args.smoke else args.sizes]
+    sizes = {dim: getattr(args, dim) or sizes[dim] for dim in sizes}
     repeats = 2 if args.smoke else args.repeats
     report = {
         "meta": {

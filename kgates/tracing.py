@@ -102,13 +102,39 @@ def recurrent_parts(model: keras.Model, names=None) -> list[RecurrentPart]:
     return parts
 
 
-def _linear_scan(a, b):
-    """s_t = a_t * s_tm1 + b_t along axis 1, from s_0 = 0 (an associative scan)."""
+SCANS = ("associative", "sequential")
 
-    def combine(earlier, later):
-        return earlier[0] * later[0], later[0] * earlier[1] + later[1]
 
-    s = ops.associative_scan(combine, (a, b), axis=1)[1]
+def linear_scan(a, b, method: str | None = None):
+    """s_t = a_t * s_tm1 + b_t along axis 1 of (B, T, ...) tensors, from s_0 = 0.
+
+    `method`: "associative" (keras.ops.associative_scan: log2(T) elementwise
+    passes over the whole sequence) or "sequential" (keras.ops.scan: T steps of
+    one fused multiply-add). Default: the faster here (experiments/BENCHMARKS.md):
+    associative on a GPU, sequential on a CPU and on torch (whose associative
+    scan builds its intermediates on the CPU).
+    """
+    if method is None:
+        from kgates.fused import accelerator_available
+
+        parallel = accelerator_available() and keras.backend.backend() != "torch"
+        method = "associative" if parallel else "sequential"
+    if method == "associative":
+
+        def combine(earlier, later):
+            return earlier[0] * later[0], later[0] * earlier[1] + later[1]
+
+        s = ops.associative_scan(combine, (a, b), axis=1)[1]
+    elif method == "sequential":
+
+        def step(s_tm1, ab):
+            s_t = ab[0] * s_tm1 + ab[1]
+            return s_t, s_t
+
+        a_t, b_t = ops.swapaxes(a, 0, 1), ops.swapaxes(b, 0, 1)
+        s = ops.swapaxes(ops.scan(step, ops.zeros_like(b_t[0]), (a_t, b_t))[1], 0, 1)
+    else:
+        raise ValueError(f"linear_scan: `method` must be one of {SCANS}, got {method!r}.")
     return ops.reshape(s, ops.shape(b))  # TensorFlow graphs lose the static rank
 
 
@@ -116,7 +142,7 @@ def _previous(h, mask):
     """h_tm1 for every step: the last unmasked h before t (zeros at the start)."""
     if mask is not None:
         m = ops.cast(mask, h.dtype)[..., None]
-        h = _linear_scan(1.0 - m, m * h)
+        h = linear_scan(1.0 - m, m * h)
     return ops.concatenate([ops.zeros_like(h[:, :1]), h[:, :-1]], axis=1)
 
 
@@ -134,10 +160,10 @@ def lstm_gates(cell, x, h, mask=None) -> dict:
     act, rec = cell.activation, cell.recurrent_activation
     i, f, g, o = rec(zi), rec(zf), act(zg), rec(zo)
     if mask is None:
-        c = _linear_scan(f, i * g)
+        c = linear_scan(f, i * g)
     else:  # a masked step keeps c: c_t = 1 * c_tm1 + 0
         m = ops.cast(mask, "bool")[..., None]
-        c = _linear_scan(ops.where(m, f, 1.0), ops.where(m, i * g, 0.0))
+        c = linear_scan(ops.where(m, f, 1.0), ops.where(m, i * g, 0.0))
     return {"i": i, "f": f, "g": g, "o": o, "c": c}
 
 
