@@ -242,7 +242,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", help="write the results here (after each size)")
     parser.add_argument("--check", action="store_true", help="only the gate check")
     for dim in ("batch", "steps", "units"):
-        parser.add_argument(f"--{dim}", type=int, nargs="+", help=f"{dim} (replaces --sizes')")
+        parser.add_argument(f"--{dim}", type=int, nargs="+", help=f"{dim} values (instead of those of --sizes)")
     args = parser.parse_args(argv)
     sizes = SIZES["smoke" if args.smoke else args.sizes]
     sizes = {dim: getattr(args, dim) or sizes[dim] for dim in sizes}

@@ -114,6 +114,7 @@ def linear_scan(a, b, method: str | None = None):
     associative on a GPU, sequential on a CPU and on torch (whose associative
     scan builds its intermediates on the CPU).
     """
+    a, b = ops.convert_to_tensor(a), ops.convert_to_tensor(b)
     if method is None:
         from kgates.fused import accelerator_available
 
@@ -125,6 +126,14 @@ def linear_scan(a, b, method: str | None = None):
             return earlier[0] * later[0], later[0] * earlier[1] + later[1]
 
         s = ops.associative_scan(combine, (a, b), axis=1)[1]
+    elif method == "sequential" and keras.backend.backend() == "torch":
+        # Eagerly, over unbound steps: one backward node for all the slices,
+        # where indexing step by step would zero-fill the whole sequence per step.
+        s_t, steps = ops.zeros_like(b[:, 0]), []
+        for a_t, b_t in zip(ops.unstack(a, axis=1), ops.unstack(b, axis=1)):
+            s_t = a_t * s_t + b_t
+            steps.append(s_t)
+        s = ops.stack(steps, axis=1)
     elif method == "sequential":
 
         def step(s_tm1, ab):

@@ -6,7 +6,7 @@ import pytest
 from reference import gru_reference, lstm_reference, npy, randomize
 
 import kgates
-from kgates.tracing import Tracer
+from kgates.tracing import SCANS, Tracer, linear_scan
 
 ATOL = 1e-5
 
@@ -182,3 +182,20 @@ def test_model_without_recurrent_layers():
         kgates.trace(model, np.ones((2, 5, 2)))
     with pytest.raises(TypeError, match="keras.Model"):
         kgates.trace(keras.layers.LSTM(3), np.ones((2, 5, 2)))
+
+
+@pytest.mark.parametrize("method", [*SCANS, None])
+def test_linear_scan_against_a_float64_loop(method, rng):
+    a = rng.uniform(0.0, 1.0, size=(3, 40, 5))
+    b = rng.normal(size=(3, 40, 5))
+    want, s = np.zeros_like(b), np.zeros((3, 5))
+    for t in range(40):
+        s = a[:, t] * s + b[:, t]
+        want[:, t] = s
+    got = npy(linear_scan(a.astype("float32"), b.astype("float32"), method))
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_linear_scan_names_a_bad_method():
+    with pytest.raises(ValueError, match="`method` must be one of"):
+        linear_scan(np.ones((1, 2, 1)), np.ones((1, 2, 1)), "parallel")
