@@ -24,6 +24,7 @@ are to the Keras layer of the same size in the same run. Prints a table and writ
     python experiments/bench.py --sizes gpu           # B 32/256, T 50/500, units 128/512
     python experiments/bench.py --smoke               # seconds, for tests
     python experiments/bench.py --check               # only the gate check
+    python experiments/bench.py --table run.json      # a saved run as Markdown
 
 `--check` first compares the gates of `kgates.LSTM`/`GRU` recomputed from the
 fused kernel's h (`gate_path="recompute"`) with those the kgates cell steps
@@ -233,6 +234,23 @@ def _print_result(result: dict) -> None:
         print(f"{name:<30}{cells[0]:>18}{cells[1]:>22}", flush=True)
 
 
+def markdown(report: dict) -> str:
+    """A saved run as a Markdown table: one row per size, forward / train-step ratios."""
+    rows = [r for r in report["results"]]
+    names = list(rows[0]["ratio"])
+    lines = [
+        "| family, B, T, units | " + " | ".join(names) + " |",
+        "|" + " --- |" * (len(names) + 1),
+    ]
+    for r in rows:
+        reference = r["median_s"][names[0]]
+        cells = [" / ".join(f"{v * 1000:.1f}" for v in reference.values()) + " ms"]
+        cells += [" / ".join(f"{v:.2f}" for v in r["ratio"][n].values()) for n in names[1:]]
+        lines.append(f"| {r.get('family', 'lstm')} {r['batch']} {r['steps']} {r['units']} | ")
+        lines[-1] += " | ".join(cells) + " |"
+    return "\n".join(lines)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", choices=sorted(SIZES), default="cpu")
@@ -242,8 +260,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", help="write the results here (after each size)")
     parser.add_argument("--check", action="store_true", help="only the gate check")
     for dim in ("batch", "steps", "units"):
-        parser.add_argument(f"--{dim}", type=int, nargs="+", help=f"{dim} values (instead of those of --sizes)")
+        parser.add_argument(
+            f"--{dim}", type=int, nargs="+", help=f"{dim} values (instead of those of --sizes)"
+        )
+    parser.add_argument("--table", metavar="JSON", help="print a saved run as Markdown; no timing")
     args = parser.parse_args(argv)
+    if args.table:
+        with open(args.table) as f:
+            report = json.load(f)
+        print(markdown(report))
+        return report
     sizes = SIZES["smoke" if args.smoke else args.sizes]
     sizes = {dim: getattr(args, dim) or sizes[dim] for dim in sizes}
     repeats = 2 if args.smoke else args.repeats

@@ -111,15 +111,16 @@ def linear_scan(a, b, method: str | None = None):
     `method`: "associative" (keras.ops.associative_scan: log2(T) elementwise
     passes over the whole sequence) or "sequential" (keras.ops.scan: T steps of
     one fused multiply-add). Default: the faster here (experiments/BENCHMARKS.md):
-    associative on a GPU, sequential on a CPU and on torch (whose associative
-    scan builds its intermediates on the CPU).
+    sequential on torch (whose associative scan builds its intermediates on
+    the CPU) and on TensorFlow without a GPU, associative elsewhere.
     """
     a, b = ops.convert_to_tensor(a), ops.convert_to_tensor(b)
     if method is None:
         from kgates.fused import accelerator_available
 
-        parallel = accelerator_available() and keras.backend.backend() != "torch"
-        method = "associative" if parallel else "sequential"
+        backend = keras.backend.backend()
+        sequential = backend == "torch" or (backend == "tensorflow" and not accelerator_available())
+        method = "sequential" if sequential else "associative"
     if method == "associative":
 
         def combine(earlier, later):
