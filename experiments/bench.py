@@ -235,20 +235,24 @@ def _print_result(result: dict) -> None:
 
 
 def markdown(report: dict) -> str:
-    """A saved run as a Markdown table: one row per size, forward / train-step ratios."""
-    rows = [r for r in report["results"]]
-    names = list(rows[0]["ratio"])
-    lines = [
-        "| family, B, T, units | " + " | ".join(names) + " |",
-        "|" + " --- |" * (len(names) + 1),
-    ]
-    for r in rows:
-        reference = r["median_s"][names[0]]
-        cells = [" / ".join(f"{v * 1000:.1f}" for v in reference.values()) + " ms"]
-        cells += [" / ".join(f"{v:.2f}" for v in r["ratio"][n].values()) for n in names[1:]]
-        lines.append(f"| {r.get('family', 'lstm')} {r['batch']} {r['steps']} {r['units']} | ")
-        lines[-1] += " | ".join(cells) + " |"
-    return "\n".join(lines)
+    """A saved run as Markdown tables (one per family): a row per size, forward / train ratios."""
+    tables = []
+    for family in dict.fromkeys(r.get("family", "lstm") for r in report["results"]):
+        rows = [r for r in report["results"] if r.get("family", "lstm") == family]
+        names = list(rows[0]["ratio"])
+        lines = [
+            "| B, T, units | " + " | ".join(names) + " |",
+            "|" + " --- |" * (len(names) + 1),
+        ]
+        for r in rows:
+            cells = [" / ".join(f"{v * 1000:.1f}" for v in r["median_s"][names[0]].values())]
+            cells[0] += " ms"
+            cells += [" / ".join(f"{v:.2f}" for v in r["ratio"][n].values()) for n in names[1:]]
+            lines.append(
+                f"| {r['batch']}, {r['steps']}, {r['units']} | " + " | ".join(cells) + " |"
+            )
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
 
 
 def main(argv=None) -> dict:

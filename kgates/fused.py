@@ -5,7 +5,7 @@ allow it). When gates are asked for, they are recomputed exactly and in
 parallel from (x, h): one batched matmul over all B*T rows, and a scan for the
 LSTM's cell state (DESIGN.md §4). Where no fused kernel runs (a CPU, or
 options the kernel cannot do), the kgates cell steps and returns its gates as
-it goes, which costs the same as stepping without them.
+it goes.
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ GATE_PATHS = ("auto", "recompute", "step")
 
 
 def fused_kernel_available() -> bool:
-    """Whether Keras's LSTM/GRU layers run a fused kernel here rather than a stepped loop.
+    """Whether `gate_path="auto"` recomputes: where Keras's LSTM/GRU run cuDNN (a GPU).
 
-    On a GPU every backend runs cuDNN; Keras's torch backend also has a tight
-    CPU kernel of its own (input projection of all steps in one matmul).
+    On a CPU the kgates cell steps and returns its gates as it goes: measured
+    faster to train than the recomputation on every backend, torch included,
+    whose own CPU kernel for Keras's LSTM/GRU trains slowly at large batches
+    (experiments/BENCHMARKS.md).
     """
-    return keras.backend.backend() == "torch" or accelerator_available()
+    return accelerator_available()
 
 
 def accelerator_available() -> bool:
@@ -140,7 +142,7 @@ class LSTM(_FusedGates, keras.layers.LSTM):
         gate_path: how gates are obtained: `"recompute"` (fused kernel for h,
             then exact parallel recomputation), `"step"` (the kgates cell
             steps and returns them), or `"auto"`: recompute where Keras runs
-            a fused kernel (a GPU; torch also on CPU), step elsewhere.
+            a fused kernel (a GPU), step elsewhere.
             Default: `"auto"`.
         variant, peephole, pin, coupled, input_activation, output_activation,
             gate_recurrence: kgates cell options (see `kgates.LSTMCell`). The

@@ -44,6 +44,7 @@ def _gates_on(backend):
     return json.loads(done.stdout)
 
 
+@pytest.mark.processes
 @pytest.mark.skipif(len(BACKENDS) < 2, reason="needs a second Keras backend installed")
 def test_every_cell_agrees_with_the_other_backends():
     here = keras.backend.backend()

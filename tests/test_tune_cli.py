@@ -28,6 +28,7 @@ def _runs(directory: str, trial_id: str) -> list[dict]:
         return [json.loads(line) for line in f]
 
 
+@pytest.mark.processes
 def test_sigkill_mid_trial_then_the_same_command_resumes(tmp_path):
     directory = str(tmp_path / "adding")
     command = _kgates(
@@ -72,6 +73,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.processes
 def test_a_chief_and_two_workers_run_every_trial_exactly_once(tmp_path):
     directory = str(tmp_path / "shared")
     address = f"127.0.0.1:{_free_port()}"
