@@ -16,9 +16,10 @@ and one training step (train_on_batch; the loss reads h) of:
     c scan, associative    the LSTM's c recurrence alone, by keras.ops.associative_scan
     c scan, sequential     ... and by keras.ops.scan (kgates picks per backend and device)
 
-(and the same for GRU with --family gru). Medians of --repeats runs after
-warm-up, the variants interleaved in a new random order each round; ratios
-are to the Keras layer of the same size in the same run. Prints a table and writes JSON.
+(and the same for the GRU with --family gru, or both with --family lstm gru;
+the c scans for the LSTM only). Medians of --repeats runs after warm-up, the
+variants interleaved in a new random order each round; ratios are to the Keras
+layer of the same size in the same run. Prints a table and writes JSON.
 
     python experiments/bench.py                       # CPU sizes
     python experiments/bench.py --sizes gpu           # B 32/256, T 50/500, units 128/512
@@ -151,7 +152,7 @@ def bench(family: str, batch: int, steps: int, units: int, repeats: int) -> dict
     runs[f"trace(keras {family.upper()}) on device"] = {
         "forward": lambda: on_device.predict_on_batch(x)
     }
-    for method in SCANS:  # the LSTM's c from (f, i*g): which scan is faster here
+    for method in SCANS if family == "lstm" else ():  # c from (f, i*g): which is faster
         scan = _scan_model(method, steps, units)
         runs[f"c scan, {method}"] = {"forward": lambda m=scan: m.predict_on_batch(x[..., :1])}
     jobs = [(name, kind, fn) for name, fns in runs.items() for kind, fn in fns.items()]
