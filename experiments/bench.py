@@ -127,13 +127,10 @@ def _scan_model(method, steps, units):
     return keras.Model(inputs, _Scan(method, units)(inputs)[:, -1])
 
 
-def _time(fn, repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return out
+def _time(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def bench(family: str, batch: int, steps: int, units: int, repeats: int) -> dict:
@@ -174,7 +171,7 @@ def bench(family: str, batch: int, steps: int, units: int, repeats: int) -> dict
         for i in rng.permutation(len(jobs)):  # spell or a predecessor's garbage hits all
             name, kind, fn = jobs[i]
             gc.collect()
-            times[name][kind] += _time(fn, 1)
+            times[name][kind].append(_time(fn))
     medians = {n: {k: float(np.median(v)) for k, v in t.items()} for n, t in times.items()}
     ratios = {n: {k: v / medians[reference][k] for k, v in m.items()} for n, m in medians.items()}
     return {"batch": batch, "steps": steps, "units": units, "median_s": medians, "ratio": ratios}
@@ -306,17 +303,19 @@ def main(argv=None) -> dict:
     print(json.dumps(report["meta"]), flush=True)
     for family, worst in report["check"].items():
         print(f"{family}: largest |recomputed - stepped| gate:", json.dumps(worst), flush=True)
+
+    def save():  # after the check and after every size: a cut-off run keeps what it did
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(report, f, indent=2)
+
+    save()
     grid = itertools.product(sizes["batch"], sizes["steps"], sizes["units"])
     for family, (batch, steps, units) in itertools.product([] if args.check else args.family, grid):
         result = {"family": family, **bench(family, batch, steps, units, repeats)}
         report["results"].append(result)
         _print_result(result)
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(report, f, indent=2)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+        save()
     return report
 
 

@@ -21,17 +21,6 @@ from kgates.tracing import gru_gates, lstm_gates
 GATE_PATHS = ("auto", "recompute", "step")
 
 
-def fused_kernel_available() -> bool:
-    """Whether `gate_path="auto"` recomputes: where Keras's LSTM/GRU run cuDNN (a GPU).
-
-    On a CPU the kgates cell steps and returns its gates as it goes: measured
-    faster to train than the recomputation on every backend, torch included,
-    whose own CPU kernel for Keras's LSTM/GRU trains slowly at large batches
-    (experiments/BENCHMARKS.md).
-    """
-    return accelerator_available()
-
-
 def accelerator_available() -> bool:
     """Whether the Keras backend sees a GPU (where fused kernels run)."""
     backend = keras.backend.backend()
@@ -83,7 +72,10 @@ class _FusedGates:
 
     def _recomputes(self) -> bool:
         if self.gate_path == "auto":
-            return self.use_cudnn is not False and fused_kernel_available()
+            # Keras's LSTM/GRU run cuDNN on a GPU. On a CPU stepping the kgates
+            # cell trains faster than recomputing, on every backend
+            # (experiments/BENCHMARKS.md).
+            return self.use_cudnn is not False and accelerator_available()
         return self.gate_path == "recompute"
 
     def inner_loop(self, sequences, initial_state, mask, training=False):

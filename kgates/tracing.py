@@ -121,13 +121,15 @@ def linear_scan(a, b, method: str | None = None):
         backend = keras.backend.backend()
         sequential = backend == "torch" or (backend == "tensorflow" and not accelerator_available())
         method = "sequential" if sequential else "associative"
+    if method not in SCANS:
+        raise ValueError(f"linear_scan: `method` must be one of {SCANS}, got {method!r}.")
     if method == "associative":
 
         def combine(earlier, later):
             return earlier[0] * later[0], later[0] * earlier[1] + later[1]
 
         s = ops.associative_scan(combine, (a, b), axis=1)[1]
-    elif method == "sequential" and keras.backend.backend() == "torch":
+    elif keras.backend.backend() == "torch":
         # Eagerly, over unbound steps: one backward node for all the slices,
         # where indexing step by step would zero-fill the whole sequence per step.
         s_t, steps = ops.zeros_like(b[:, 0]), []
@@ -135,7 +137,7 @@ def linear_scan(a, b, method: str | None = None):
             s_t = a_t * s_t + b_t
             steps.append(s_t)
         s = ops.stack(steps, axis=1)
-    elif method == "sequential":
+    else:
 
         def step(s_tm1, ab):
             s_t = ab[0] * s_tm1 + ab[1]
@@ -143,8 +145,6 @@ def linear_scan(a, b, method: str | None = None):
 
         a_t, b_t = ops.swapaxes(a, 0, 1), ops.swapaxes(b, 0, 1)
         s = ops.swapaxes(ops.scan(step, ops.zeros_like(b_t[0]), (a_t, b_t))[1], 0, 1)
-    else:
-        raise ValueError(f"linear_scan: `method` must be one of {SCANS}, got {method!r}.")
     return ops.reshape(s, ops.shape(b))  # TensorFlow graphs lose the static rank
 
 
