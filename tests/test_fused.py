@@ -72,6 +72,39 @@ def test_recomputed_gates_equal_the_stepped_cell(
     np.testing.assert_allclose(h, want, atol=ATOL)
 
 
+@pytest.mark.parametrize("recurrent_dropout", [0.0, 0.3])
+@pytest.mark.parametrize(("ours", "theirs", "kwargs"), LAYERS, ids=IDS)
+def test_stepped_layers_draw_the_dropout_masks_of_the_cell(
+    ours, theirs, kwargs, recurrent_dropout, rng
+):
+    # With the same seed, the stepped kgates layer (with and without gates)
+    # draws the dropout masks of keras.layers.RNN around the same cell, and
+    # the input mask of Keras's layer (which draws one mask per gate only
+    # with recurrent dropout).
+    x, mask = _padded(rng)
+    options = dict(dropout=0.4, recurrent_dropout=recurrent_dropout, seed=7, **kwargs)
+    cell_cls = type(ours(5).cell)
+    refs = [keras.layers.RNN(cell_cls(5, **options), return_sequences=True)]
+    if not recurrent_dropout:
+        refs.append(theirs(5, return_sequences=True, **options))
+    layers = [
+        ours(5, return_sequences=True, use_cudnn=False, **options),
+        ours(5, return_sequences=True, return_gates=True, gate_path="step", **options),
+    ]
+    for layer in refs + layers:
+        layer(x)
+    weights = list(randomize(refs[0], rng).values())
+    want = None
+    for layer in refs + layers:
+        layer.set_weights(weights)
+        got = npy(layer(x, mask=mask, training=True))[..., :5][mask]
+        if want is None:
+            want = got
+            assert np.mean(got != npy(layer(x, mask=mask))[mask]) > 0.5  # dropout is on
+        else:
+            np.testing.assert_allclose(got, want, atol=ATOL, err_msg=layer.name)
+
+
 def test_gates_against_the_float64_reference(rng):
     x, mask = _padded(rng)
     layer = kgates.LSTM(6, return_sequences=True, return_gates=True, gate_path="recompute")
