@@ -48,7 +48,8 @@ import keras
 import numpy as np
 
 import kgates
-from kgates.tracing import SCANS, Tracer, linear_scan
+from kgates.recompute import SCANS, linear_scan
+from kgates.tracing import Tracer
 
 SIZES = {
     "smoke": {"batch": [4], "steps": [6], "units": [8]},
@@ -208,7 +209,7 @@ def check(family: str, batch: int = 64, steps: int = 100, units: int = 128) -> d
 def _device() -> str:
     """The accelerator's name, or the processor's."""
     backend = keras.backend.backend()
-    if kgates.fused.accelerator_available():
+    if kgates.recompute.accelerator_available():
         if backend == "jax":
             import jax
 
@@ -291,7 +292,7 @@ def main(argv=None) -> dict:
             **_versions(),
             "machine": platform.platform(),
             "device": _device(),
-            "accelerator": kgates.fused.accelerator_available(),
+            "accelerator": kgates.recompute.accelerator_available(),
             "tf32_override": os.environ.get("NVIDIA_TF32_OVERRIDE"),
             "jax_matmul_precision": os.environ.get("JAX_DEFAULT_MATMUL_PRECISION"),
         },

@@ -15,31 +15,10 @@ from keras import ops
 
 from kgates.gru import GRUCell
 from kgates.lstm import LSTMCell
+from kgates.recompute import accelerator_available, gru_gates, lstm_gates
 from kgates.rnn import last_real_step, stepped_with_last_real_step
-from kgates.tracing import gru_gates, lstm_gates
 
 GATE_PATHS = ("auto", "recompute", "step")
-
-
-def accelerator_available() -> bool:
-    """Whether the Keras backend sees a GPU (where fused kernels run)."""
-    backend = keras.backend.backend()
-    try:
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            return bool(tf.config.list_logical_devices("GPU"))
-        if backend == "jax":
-            import jax
-
-            return jax.default_backend() == "gpu"
-        if backend == "torch":
-            import torch
-
-            return torch.cuda.is_available()
-    except Exception:  # noqa: BLE001 - no device query: no accelerator
-        return False
-    return False
 
 
 class _FusedGates:

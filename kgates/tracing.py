@@ -1,11 +1,11 @@
 """Every gate of every recurrent layer of a model, as NumPy arrays.
 
-kgates cells step their own gates. Stock Keras `LSTM`, `GRU` and `SimpleRNN`
-layers (and `keras.layers.RNN` around their cells) are left as they are: their
-gates are a pure function of (x_t, h_tm1), so given the layer's own h sequence
-every gate of every step comes out of one batched matmul, and the LSTM's cell
-state out of a scan of the linear recurrence c_t = f_t * c_tm1 + i_t * g_t
-(DESIGN.md §4).
+Each traced layer gets a twin with its weights that returns h and every gate:
+a `kgates.LSTM`/`GRU` with `return_gates`, for stock Keras layers and cells
+too (whose gates are a pure function of (x_t, h_tm1): where a fused kernel
+runs, the twin recomputes them exactly from its h, DESIGN.md §4; elsewhere it
+steps the kgates cell, which costs less than a forward pass plus the
+recomputation).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from kgates.fused import GRU, LSTM
 from kgates.gates import GatedCellMixin
 from kgates.gru import GRUCell
 from kgates.lstm import LSTMCell
-from kgates.rnn import GatedRNN
 
 STOCK_CELLS = (keras.layers.LSTMCell, keras.layers.GRUCell, keras.layers.SimpleRNNCell)
 
@@ -102,121 +102,33 @@ def recurrent_parts(model: keras.Model, names=None) -> list[RecurrentPart]:
     return parts
 
 
-SCANS = ("associative", "sequential")
+def _twin(layer: keras.layers.RNN, input_shape) -> keras.layers.RNN:
+    """A layer with `layer`'s weights that returns its h and gates at every step.
 
-
-def linear_scan(a, b, method: str | None = None):
-    """s_t = a_t * s_tm1 + b_t along axis 1 of (B, T, ...) tensors, from s_0 = 0.
-
-    `method`: "associative" (keras.ops.associative_scan: log2(T) elementwise
-    passes over the whole sequence) or "sequential" (keras.ops.scan: T steps of
-    one fused multiply-add). Default: the faster here (experiments/BENCHMARKS.md):
-    sequential on torch (whose associative scan builds its intermediates on
-    the CPU) and on TensorFlow without a GPU, associative elsewhere.
+    LSTM and GRU cells (Keras's or kgates's) get a `kgates.LSTM`/`GRU` with
+    `return_gates`, which recomputes the gates from a fused kernel's h where
+    one runs and steps the kgates cell elsewhere; a SimpleRNN a copy
+    returning its h sequence.
     """
-    a, b = ops.convert_to_tensor(a), ops.convert_to_tensor(b)
-    if method is None:
-        from kgates.fused import accelerator_available
-
-        backend = keras.backend.backend()
-        sequential = backend == "torch" or (backend == "tensorflow" and not accelerator_available())
-        method = "sequential" if sequential else "associative"
-    if method not in SCANS:
-        raise ValueError(f"linear_scan: `method` must be one of {SCANS}, got {method!r}.")
-    if method == "associative":
-
-        def combine(earlier, later):
-            return earlier[0] * later[0], later[0] * earlier[1] + later[1]
-
-        s = ops.associative_scan(combine, (a, b), axis=1)[1]
-    elif keras.backend.backend() == "torch":
-        # Eagerly, over unbound steps: one backward node for all the slices,
-        # where indexing step by step would zero-fill the whole sequence per step.
-        s_t, steps = ops.zeros_like(b[:, 0]), []
-        for a_t, b_t in zip(ops.unstack(a, axis=1), ops.unstack(b, axis=1)):
-            s_t = a_t * s_t + b_t
-            steps.append(s_t)
-        s = ops.stack(steps, axis=1)
-    else:
-
-        def step(s_tm1, ab):
-            s_t = ab[0] * s_tm1 + ab[1]
-            return s_t, s_t
-
-        a_t, b_t = ops.swapaxes(a, 0, 1), ops.swapaxes(b, 0, 1)
-        s = ops.swapaxes(ops.scan(step, ops.zeros_like(b_t[0]), (a_t, b_t))[1], 0, 1)
-    return ops.reshape(s, ops.shape(b))  # TensorFlow graphs lose the static rank
-
-
-def _previous(h, mask):
-    """h_tm1 for every step: the last unmasked h before t (zeros at the start)."""
-    if mask is not None:
-        m = ops.cast(mask, h.dtype)[..., None]
-        h = linear_scan(1.0 - m, m * h)
-    return ops.concatenate([ops.zeros_like(h[:, :1]), h[:, :-1]], axis=1)
-
-
-def _f32(v):
-    return ops.cast(v, "float32")
-
-
-def lstm_gates(cell, x, h, mask=None) -> dict:
-    """Recomputes an LSTM's gates from its inputs `x` and outputs `h` (B, T, .)."""
-    h_tm1 = _previous(h, mask)
-    z = ops.matmul(x, _f32(cell.kernel)) + ops.matmul(h_tm1, _f32(cell.recurrent_kernel))
-    if cell.use_bias:
-        z = z + _f32(cell.bias)
-    zi, zf, zg, zo = ops.split(z, 4, axis=-1)
-    act, rec = cell.activation, cell.recurrent_activation
-    i, f, g, o = rec(zi), rec(zf), act(zg), rec(zo)
-    if mask is None:
-        c = linear_scan(f, i * g)
-    else:  # a masked step keeps c: c_t = 1 * c_tm1 + 0
-        m = ops.cast(mask, "bool")[..., None]
-        c = linear_scan(ops.where(m, f, 1.0), ops.where(m, i * g, 0.0))
-    return {"i": i, "f": f, "g": g, "o": o, "c": c}
-
-
-def gru_gates(cell, x, h, mask=None) -> dict:
-    """Recomputes a GRU's gates from its inputs `x` and outputs `h` (B, T, .)."""
-    units = cell.units
-    h_tm1 = _previous(h, mask)
-    kernel, recurrent = _f32(cell.kernel), _f32(cell.recurrent_kernel)
-    xw = ops.matmul(x, kernel)
-    if cell.use_bias:
-        xw = xw + _f32(cell.bias[0] if cell.reset_after else cell.bias)
-    xz, xr, xg = ops.split(xw, 3, axis=-1)
-    if cell.reset_after:
-        hu = ops.matmul(h_tm1, recurrent)
-        if cell.use_bias:
-            hu = hu + _f32(cell.bias[1])
-        hz, hr, hg = ops.split(hu, 3, axis=-1)
-    else:
-        hz, hr = ops.split(ops.matmul(h_tm1, recurrent[:, : 2 * units]), 2, axis=-1)
-    z = cell.recurrent_activation(xz + hz)
-    r = cell.recurrent_activation(xr + hr)
-    if cell.reset_after:
-        g = cell.activation(xg + r * hg)
-    else:
-        g = cell.activation(xg + ops.matmul(r * h_tm1, recurrent[:, 2 * units :]))
-    return {"z": z, "r": r, "g": g}
-
-
-def _h_sequence_layer(layer: keras.layers.RNN, input_shape) -> keras.layers.RNN:
-    """A copy of `layer` that returns its whole h sequence (and nothing else)."""
-    if isinstance(layer.cell, GatedCellMixin):
-        cell_config = {**layer.cell.get_config(), "return_gates": True}
-        clone = GatedRNN(
-            type(layer.cell).from_config(cell_config),
+    cell = layer.cell
+    if isinstance(cell, (keras.layers.LSTMCell, keras.layers.GRUCell)):
+        kind = LSTM if isinstance(cell, keras.layers.LSTMCell) else GRU
+        config = cell.get_config()
+        for key in ("name", "trainable", "return_gates", "implementation"):
+            config.pop(key, None)
+        twin = kind(
+            **config,
             return_sequences=True,
+            return_gates=True,
             go_backwards=layer.go_backwards,
+            gate_path=getattr(layer, "gate_path", "auto"),
         )
     else:
         config = {**layer.get_config(), "return_sequences": True, "return_state": False}
         config["stateful"] = False
-        clone = type(layer).from_config(config)
-    clone.build(tuple(input_shape))
-    return clone
+        twin = type(layer).from_config(config)
+    twin.build(tuple(input_shape))
+    return twin
 
 
 def _sequence_input(part: RecurrentPart):
@@ -226,53 +138,47 @@ def _sequence_input(part: RecurrentPart):
 
 
 class PartGates(keras.layers.Layer):
-    """A recurrent part's h and gates, in the input's time order, as a Keras layer.
+    """A recurrent part's h and gates, packed, in the input's time order.
 
-    Holds a copy of the part's layer that returns the whole h sequence (a
-    `GatedRNN` for kgates cells) and recomputes the gates of stock cells from
-    it. Also returns `"_valid"`: 1 at real steps, 0 at padded ones (whose
-    gates are zeros).
+    Holds the part's twin (see `_twin`) and returns `"packed"`: h then the
+    gates along the last axis, `(batch, time, units * (1 + gates))`, float32
+    (one array per part to bring to the host, split there), and `"_valid"`:
+    1 at real steps, 0 at padded ones (whose outputs are zeros).
     """
 
     def __init__(self, part: RecurrentPart, input_shape, **kwargs):
         super().__init__(dtype="float32", **kwargs)
-        self.rnn = _h_sequence_layer(part.layer, input_shape)
+        self.rnn = _twin(part.layer, input_shape)
+        self.names = ("h", *_gate_names(part.cell))
+        self.units = part.cell.units
         self.backwards = part.layer.go_backwards
         self.supports_masking = True
 
     def call(self, x, mask=None):
-        out = self.rnn(x, mask=mask)
-        m = None if mask is None else (ops.flip(mask, axis=1) if self.backwards else mask)
-        if isinstance(out, dict):  # a kgates cell stepped its own gates
-            gates = out
-        else:
-            xs = _f32(ops.flip(x, axis=1) if self.backwards else x)
-            cell = self.rnn.cell
-            h = _f32(out)
-            if isinstance(cell, keras.layers.LSTMCell):
-                gates = {"h": h, **lstm_gates(cell, xs, h, m)}
-            elif isinstance(cell, keras.layers.GRUCell):
-                gates = {"h": h, **gru_gates(cell, xs, h, m)}
-            else:
-                gates = {"h": h}
-        gates = {k: _f32(v) for k, v in gates.items()}
-        if self.backwards:
-            gates = {k: ops.flip(v, axis=1) for k, v in gates.items()}
+        packed = ops.cast(self.rnn(x, mask=mask), "float32")
+        if self.backwards:  # the twin's outputs are in processing order
+            packed = ops.flip(packed, axis=1)
         if mask is None:
             valid = ops.ones(ops.shape(x)[:2], "float32")
         else:
             valid = ops.cast(mask, "float32")
-            gates = {k: v * valid[..., None] for k, v in gates.items()}
-        return {**gates, "_valid": valid}
+            packed = packed * valid[..., None]
+        return {"packed": packed, "_valid": valid}
 
     def compute_mask(self, x, mask=None):
         return None
 
     def compute_output_spec(self, x, mask=None):
-        cell = self.rnn.cell
-        names = ("h", *_gate_names(cell))
-        spec = {n: keras.KerasTensor((*x.shape[:2], cell.units), "float32") for n in names}
-        return {**spec, "_valid": keras.KerasTensor(tuple(x.shape[:2]), "float32")}
+        width = self.units * len(self.names)
+        return {
+            "packed": keras.KerasTensor((*x.shape[:2], width), "float32"),
+            "_valid": keras.KerasTensor(tuple(x.shape[:2]), "float32"),
+        }
+
+    def split(self, packed: np.ndarray) -> dict:
+        """`{"h": ..., gate: ...}`: views of a packed NumPy array."""
+        u = self.units
+        return {name: packed[..., k * u : (k + 1) * u] for k, name in enumerate(self.names)}
 
 
 class Tracer:
@@ -345,11 +251,8 @@ class Tracer:
             out = {k: ops.convert_to_numpy(v) for k, v in model(inputs).items()}
         result = {}
         for part in self.parts:
-            prefix = f"{part.name}/"
-            arrays = {
-                k[len(prefix) :]: np.asarray(v) for k, v in out.items() if k.startswith(prefix)
-            }
-            valid = arrays.pop("_valid") > 0.5
+            arrays = self._gates[part.name].split(np.asarray(out[f"{part.name}/packed"]))
+            valid = np.asarray(out[f"{part.name}/_valid"]) > 0.5
             result[part.name] = _masked(arrays, None if valid.all() else valid)
         return result
 

@@ -6,7 +6,8 @@ import pytest
 from reference import gru_reference, lstm_reference, npy, randomize
 
 import kgates
-from kgates.tracing import SCANS, Tracer, linear_scan
+from kgates.recompute import SCANS, linear_scan
+from kgates.tracing import Tracer
 
 ATOL = 1e-5
 
@@ -85,6 +86,23 @@ def test_stock_lstm_equals_numpy_float64_reference(rng):
     weights = dict(zip(["kernel", "recurrent_kernel", "bias"], layer.get_weights()))
     traced = kgates.trace(model, x, mask=mask)[layer.name]
     _assert_equal(traced, lstm_reference(x, weights, 6, mask=mask), mask)
+
+
+@pytest.mark.parametrize("gate_path", ["recompute", "step"])
+@pytest.mark.parametrize("family", ["lstm", "gru"])
+def test_fused_layers_trace_on_their_gate_path(family, gate_path, rng):
+    # The twin keeps a kgates layer's gate_path: on a CPU "auto" steps, so
+    # this is where tracing recomputes from h here.
+    x, mask = _padded(rng)
+    kind, reference = (
+        (kgates.LSTM, lstm_reference) if family == "lstm" else (kgates.GRU, gru_reference)
+    )
+    layer = kind(6, gate_path=gate_path)
+    model = _model(layer)
+    weights = randomize(layer, rng)
+    tracer = Tracer(model)
+    assert tracer._gates[layer.name].rnn.gate_path == gate_path
+    _assert_equal(tracer(x, mask=mask)[layer.name], reference(x, weights, 6, mask=mask), mask)
 
 
 def test_simple_rnn_reports_its_h(rng):
