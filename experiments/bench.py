@@ -6,6 +6,7 @@ comes back) and one training step (train_on_batch; the loss reads h) of:
 
     keras LSTM             keras.layers.LSTM                 (the reference: 1.00x)
     keras RNN(cell)        keras.layers.RNN(keras.layers.LSTMCell)
+    ... wide output        ... whose output is h repeated as wide as h and the gates
     kgates RNN(cell)       keras.layers.RNN(kgates.LSTMCell)
     kgates RNN(cell)+gates   ... with return_gates=True
     kgates LSTM            kgates.LSTM
@@ -81,6 +82,32 @@ class _H(keras.layers.Layer):
         return y[..., : self.units]
 
 
+class _Wide:
+    """Keras's cell with an output as wide as h and its gates: h, repeated.
+
+    Its cost over the plain cell is what the loop pays to carry a wider
+    output (writing it at each step, stacking it, and the backward of both),
+    whatever the cell computes.
+    """
+
+    def __init__(self, cell, copies):
+        self.cell, self.copies = cell, copies
+
+    def __call__(self, units):
+        copies = self.copies
+
+        class Wide(self.cell):
+            def __init__(self, units, **kwargs):
+                super().__init__(units, **kwargs)
+                self.output_size = units * copies
+
+            def call(self, inputs, states, training=False):
+                h, new_states = super().call(inputs, states, training=training)
+                return keras.ops.concatenate([h] * copies, axis=-1), new_states
+
+        return Wide(units)
+
+
 def _variants(family: str, units: int) -> dict:
     keras_layer = keras.layers.LSTM if family == "lstm" else keras.layers.GRU
     keras_cell = keras.layers.LSTMCell if family == "lstm" else keras.layers.GRUCell
@@ -90,6 +117,9 @@ def _variants(family: str, units: int) -> dict:
     return {
         f"keras {name}": lambda: keras_layer(units, return_sequences=True),
         "keras RNN(cell)": lambda: keras.layers.RNN(keras_cell(units), return_sequences=True),
+        "keras RNN(cell), wide output": lambda: keras.layers.RNN(
+            _Wide(keras_cell, 1 + len(cell.gate_names))(units), return_sequences=True
+        ),
         "kgates RNN(cell)": lambda: keras.layers.RNN(cell(units), return_sequences=True),
         "kgates RNN(cell)+gates": lambda: keras.layers.RNN(
             cell(units, return_gates=True), return_sequences=True
