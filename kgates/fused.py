@@ -44,6 +44,7 @@ class _FusedGates:
                 "Keras's own layer (no variant, pins or peepholes)."
             )
         self.gate_path = gate_path
+        self.fusable = fusable
         self.return_gates = return_gates
         self.cell.return_gates = return_gates
         if return_gates:

@@ -107,8 +107,9 @@ def _twin(layer: keras.layers.RNN, input_shape) -> keras.layers.RNN:
 
     LSTM and GRU cells (Keras's or kgates's) get a `kgates.LSTM`/`GRU` with
     `return_gates`, which recomputes the gates from a fused kernel's h where
-    one runs and steps the kgates cell elsewhere; a SimpleRNN a copy
-    returning its h sequence.
+    one runs (a GPU; on torch, whose CPU kernel is fused too, everywhere) and
+    steps the kgates cell elsewhere; a SimpleRNN a copy returning its h
+    sequence.
     """
     cell = layer.cell
     if isinstance(cell, (keras.layers.LSTMCell, keras.layers.GRUCell)):
@@ -116,13 +117,18 @@ def _twin(layer: keras.layers.RNN, input_shape) -> keras.layers.RNN:
         config = cell.get_config()
         for key in ("name", "trainable", "return_gates", "implementation"):
             config.pop(key, None)
+        gate_path = getattr(layer, "gate_path", "auto")
         twin = kind(
             **config,
             return_sequences=True,
             return_gates=True,
             go_backwards=layer.go_backwards,
-            gate_path=getattr(layer, "gate_path", "auto"),
+            gate_path=gate_path,
         )
+        if gate_path == "auto" and twin.fusable and keras.backend.backend() == "torch":
+            # A trace is a forward pass: Keras's torch kernel (on a CPU too)
+            # plus the recomputation beats stepping there (BENCHMARKS.md).
+            twin.gate_path = "recompute"
     else:
         config = {**layer.get_config(), "return_sequences": True, "return_state": False}
         config["stateful"] = False

@@ -1,4 +1,4 @@
-"""kgates.trace: gates of every recurrent layer, recomputed exactly for stock layers."""
+"""kgates.trace: gates of every recurrent layer, stock Keras layers included."""
 
 import keras
 import numpy as np
@@ -103,6 +103,15 @@ def test_fused_layers_trace_on_their_gate_path(family, gate_path, rng):
     tracer = Tracer(model)
     assert tracer._gates[layer.name].rnn.gate_path == gate_path
     _assert_equal(tracer(x, mask=mask)[layer.name], reference(x, weights, 6, mask=mask), mask)
+
+
+def test_twins_recompute_where_a_fused_kernel_runs():
+    inputs = keras.Input((9, 3))
+    stock, cifg = keras.layers.LSTM(4, return_sequences=True), kgates.LSTM(4, variant="CIFG")
+    tracer = Tracer(keras.Model(inputs, cifg(stock(inputs))))
+    fused = kgates.recompute.accelerator_available() or keras.backend.backend() == "torch"
+    assert tracer._gates[stock.name].rnn._recomputes() is fused
+    assert tracer._gates[cifg.name].rnn._recomputes() is False  # a variant steps
 
 
 def test_simple_rnn_reports_its_h(rng):
