@@ -15,6 +15,7 @@ comes back) and one training step (train_on_batch; the loss reads h) of:
     trace(keras LSTM)      kgates.Tracer on that model: h and every gate as NumPy
     ... on device          the same work, each array summed over its units coming back
     c scan, associative    the LSTM's c recurrence alone, by keras.ops.associative_scan
+    c scan, doubling       ... by log2(T) passes of shifted copies
     c scan, sequential     ... and by keras.ops.scan (kgates picks per backend and device)
 
 (and the same for the GRU with --family gru, or both with --family lstm gru;

@@ -33,14 +33,16 @@ def accelerator_available() -> bool:
     return False
 
 
-SCANS = ("associative", "sequential")
+SCANS = ("associative", "doubling", "sequential")
 
 
 def linear_scan(a, b, method: str | None = None):
     """s_t = a_t * s_tm1 + b_t along axis 1 of (B, T, ...) tensors, from s_0 = 0.
 
     `method`: "associative" (keras.ops.associative_scan: log2(T) elementwise
-    passes over the whole sequence) or "sequential" (keras.ops.scan: T steps of
+    passes over the whole sequence), "doubling" (the same number of passes
+    written with shifted copies: each step composes with the one 1, 2, 4, ...
+    steps back; needs a static T) or "sequential" (keras.ops.scan: T steps of
     one fused multiply-add). Default: the faster here (experiments/BENCHMARKS.md):
     sequential on torch (whose associative scan builds its intermediates on
     the CPU) and on TensorFlow without a GPU, associative elsewhere.
@@ -58,6 +60,21 @@ def linear_scan(a, b, method: str | None = None):
             return earlier[0] * later[0], later[0] * earlier[1] + later[1]
 
         s = ops.associative_scan(combine, (a, b), axis=1)[1]
+    elif method == "doubling":
+        steps = b.shape[1]
+        if steps is None:
+            raise ValueError(
+                "linear_scan: method='doubling' needs a static number of steps; "
+                "use 'associative' or 'sequential' for a variable T."
+            )
+        # (a_t, b_t) maps s_{t-d} to s_t; composing with the map d steps back
+        # (identity before the start) doubles d until it covers the sequence.
+        d = 1
+        while d < steps:
+            b = a * ops.concatenate([ops.zeros_like(b[:, :d]), b[:, :-d]], axis=1) + b
+            a = a * ops.concatenate([ops.ones_like(a[:, :d]), a[:, :-d]], axis=1)
+            d *= 2
+        s = b
     elif keras.backend.backend() == "torch":
         # Eagerly, over unbound steps: one backward node for all the slices,
         # where indexing step by step would zero-fill the whole sequence per step.

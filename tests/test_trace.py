@@ -212,11 +212,12 @@ def test_model_without_recurrent_layers():
 
 
 @pytest.mark.parametrize("method", [*SCANS, None])
-def test_linear_scan_against_a_float64_loop(method, rng):
-    a = rng.uniform(0.0, 1.0, size=(3, 40, 5))
-    b = rng.normal(size=(3, 40, 5))
+@pytest.mark.parametrize("steps", [1, 40])
+def test_linear_scan_against_a_float64_loop(method, steps, rng):
+    a = rng.uniform(0.0, 1.0, size=(3, steps, 5))
+    b = rng.normal(size=(3, steps, 5))
     want, s = np.zeros_like(b), np.zeros((3, 5))
-    for t in range(40):
+    for t in range(steps):
         s = a[:, t] * s + b[:, t]
         want[:, t] = s
     got = npy(linear_scan(a.astype("float32"), b.astype("float32"), method))
