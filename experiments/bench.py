@@ -83,7 +83,7 @@ class _H(keras.layers.Layer):
         return y[..., : self.units]
 
 
-class _Wide:
+def _wide(cell, copies):
     """Keras's cell with an output as wide as h and its gates: h, repeated.
 
     Its cost over the plain cell is what the loop pays to carry a wider
@@ -91,22 +91,16 @@ class _Wide:
     whatever the cell computes.
     """
 
-    def __init__(self, cell, copies):
-        self.cell, self.copies = cell, copies
+    class Wide(cell):
+        def __init__(self, units, **kwargs):
+            super().__init__(units, **kwargs)
+            self.output_size = units * copies
 
-    def __call__(self, units):
-        copies = self.copies
+        def call(self, inputs, states, training=False):
+            h, new_states = super().call(inputs, states, training=training)
+            return keras.ops.concatenate([h] * copies, axis=-1), new_states
 
-        class Wide(self.cell):
-            def __init__(self, units, **kwargs):
-                super().__init__(units, **kwargs)
-                self.output_size = units * copies
-
-            def call(self, inputs, states, training=False):
-                h, new_states = super().call(inputs, states, training=training)
-                return keras.ops.concatenate([h] * copies, axis=-1), new_states
-
-        return Wide(units)
+    return Wide
 
 
 def _variants(family: str, units: int) -> dict:
@@ -119,7 +113,7 @@ def _variants(family: str, units: int) -> dict:
         f"keras {name}": lambda: keras_layer(units, return_sequences=True),
         "keras RNN(cell)": lambda: keras.layers.RNN(keras_cell(units), return_sequences=True),
         "keras RNN(cell), wide output": lambda: keras.layers.RNN(
-            _Wide(keras_cell, 1 + len(cell.gate_names))(units), return_sequences=True
+            _wide(keras_cell, 1 + len(cell.gate_names))(units), return_sequences=True
         ),
         "kgates RNN(cell)": lambda: keras.layers.RNN(cell(units), return_sequences=True),
         "kgates RNN(cell)+gates": lambda: keras.layers.RNN(

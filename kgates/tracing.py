@@ -18,7 +18,7 @@ import numpy as np
 from keras import ops
 
 from kgates.fused import GRU, LSTM
-from kgates.gates import GatedCellMixin
+from kgates.gates import GatedCellMixin, split_gates
 from kgates.gru import GRUCell
 from kgates.lstm import LSTMCell
 
@@ -155,8 +155,6 @@ class PartGates(keras.layers.Layer):
     def __init__(self, part: RecurrentPart, input_shape, **kwargs):
         super().__init__(dtype="float32", **kwargs)
         self.rnn = _twin(part.layer, input_shape)
-        self.names = ("h", *_gate_names(part.cell))
-        self.units = part.cell.units
         self.backwards = part.layer.go_backwards
         self.supports_masking = True
 
@@ -175,16 +173,16 @@ class PartGates(keras.layers.Layer):
         return None
 
     def compute_output_spec(self, x, mask=None):
-        width = self.units * len(self.names)
         return {
-            "packed": keras.KerasTensor((*x.shape[:2], width), "float32"),
+            "packed": keras.KerasTensor((*x.shape[:2], self.rnn.cell.output_size), "float32"),
             "_valid": keras.KerasTensor(tuple(x.shape[:2]), "float32"),
         }
 
     def split(self, packed: np.ndarray) -> dict:
         """`{"h": ..., gate: ...}`: views of a packed NumPy array."""
-        u = self.units
-        return {name: packed[..., k * u : (k + 1) * u] for k, name in enumerate(self.names)}
+        if isinstance(self.rnn.cell, GatedCellMixin):
+            return split_gates(packed, self.rnn)
+        return {"h": packed}  # a SimpleRNN's h
 
 
 class Tracer:
