@@ -72,6 +72,34 @@ def test_recomputed_gates_equal_the_stepped_cell(
     np.testing.assert_allclose(h, want, atol=ATOL)
 
 
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize(("ours", "theirs", "kwargs"), LAYERS, ids=IDS)
+def test_gradients_through_recomputed_gates_equal_the_stepped_cell(
+    ours, theirs, kwargs, masked, rng
+):
+    # A loss on every gate (a saturation penalty, say) trains the same weights
+    # whichever path gave the gates: one SGD step with rate 1 moves each
+    # weight by minus its gradient.
+    x, _ = _padded(rng)
+    target = None
+    trained, weights = {}, None
+    for path in ("recompute", "step"):
+        inputs = keras.Input((9, 3))
+        y = keras.layers.Masking(0.0)(inputs) if masked else inputs
+        layer = ours(5, return_sequences=True, return_gates=True, gate_path=path, **kwargs)
+        model = keras.Model(inputs, layer(y))
+        if weights is None:
+            weights = list(randomize(layer, rng).values())
+            target = rng.normal(size=model.output.shape[1:]).astype("float32")[None]
+        layer.set_weights(weights)
+        model.compile(keras.optimizers.SGD(1.0), "mse")
+        model.train_on_batch(x, np.repeat(target, len(x), axis=0))
+        trained[path] = layer.get_weights()
+    for name, before, a, b in zip(("kernel", "recurrent", "bias"), weights, *trained.values()):
+        assert np.abs(a - before).max() > 1e-3, name  # the step moved it
+        np.testing.assert_allclose(a, b, atol=ATOL, err_msg=name)
+
+
 @pytest.mark.parametrize("recurrent_dropout", [0.0, 0.3])
 @pytest.mark.parametrize(("ours", "theirs", "kwargs"), LAYERS, ids=IDS)
 def test_stepped_layers_draw_the_dropout_masks_of_the_cell(
