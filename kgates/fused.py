@@ -67,13 +67,13 @@ class _FusedGates:
                 return stepped_with_last_real_step(
                     stepped, self, sequences, initial_state, mask, training
                 )
-            return super().inner_loop(sequences, initial_state, mask, training)
+            return self._fused_loop(sequences, initial_state, mask, training)
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
         self.cell.return_gates = False  # the fused kernel, or its fallback, gives h alone
         saved, self.return_sequences = self.return_sequences, True
         try:
-            _, h, states = super().inner_loop(sequences, initial_state, mask, training)
+            _, h, states = self._fused_loop(sequences, initial_state, mask, training)
         finally:
             self.return_sequences = saved
             self.cell.return_gates = True
@@ -89,6 +89,35 @@ class _FusedGates:
         last = last_real_step(packed, mask, self.go_backwards, packed[:, -1])
         packed = ops.cast(packed, self.compute_dtype)
         return ops.cast(last, self.compute_dtype), packed, states
+
+    def _fused_loop(self, sequences, initial_state, mask, training):
+        """Keras's layer's loop for h; on torch without CUDA, kgates's linear-time one.
+
+        Keras's torch kernel for a CPU indexes its projected input step by
+        step, whose backward zero-fills the whole sequence once per step
+        (kgates/torch_loops.py); kgates runs the same equations over the
+        sequence unbound once, where Keras would run that kernel: no mask,
+        no recurrent dropout, use_cudnn not False.
+        """
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        if (
+            keras.backend.backend() == "torch"
+            and self.use_cudnn in ("auto", True)
+            and not self.recurrent_dropout
+            and mask is None
+            and self._torch_loop_ok()
+            and ops.convert_to_tensor(sequences).device.type != "cuda"
+        ):
+            from kgates import torch_loops
+
+            if training and self.dropout:  # one input mask for every step, as Keras
+                sequences = sequences * self.cell.get_dropout_mask(sequences[:, 0, :])[:, None]
+            return self._torch_loop(torch_loops, sequences, initial_state)
+        return super().inner_loop(sequences, initial_state, mask, training)
+
+    def _torch_loop_ok(self) -> bool:
+        return self.fusable
 
 
 def _set_use_cudnn(layer, use_cudnn) -> None:
@@ -215,6 +244,12 @@ class LSTM(_FusedGates, keras.layers.LSTM):
     def _recompute(self, x, h, mask):
         return lstm_gates(self.cell, x, h, mask)
 
+    def _torch_loop(self, torch_loops, sequences, initial_state):
+        h, c = initial_state
+        return torch_loops.lstm(
+            sequences, h, c, self.cell, self.return_sequences, self.go_backwards
+        )
+
     def get_config(self) -> dict:
         cell = self.cell.get_config()
         options = ("peephole", "pin", "coupled", "input_activation", "output_activation")
@@ -308,6 +343,16 @@ class GRU(_FusedGates, keras.layers.GRU):
 
     def _recompute(self, x, h, mask):
         return gru_gates(self.cell, x, h, mask)
+
+    def _torch_loop_ok(self) -> bool:
+        return self.fusable and self.cell.reset_after  # Keras steps the cell otherwise
+
+    def _torch_loop(self, torch_loops, sequences, initial_state):
+        if isinstance(initial_state, (list, tuple)):
+            initial_state = initial_state[0]
+        return torch_loops.gru(
+            sequences, initial_state, self.cell, self.return_sequences, self.go_backwards
+        )
 
     def get_config(self) -> dict:
         return {

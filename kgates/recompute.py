@@ -76,7 +76,9 @@ def linear_scan(a, b, method: str | None = None):
             d *= 2
         s = b
     elif keras.backend.backend() == "torch":
-        s = _torch_loop(a, b)
+        from kgates import torch_loops
+
+        s = torch_loops.linear_scan(a, b)
     else:
 
         def step(s_tm1, ab):
@@ -86,24 +88,6 @@ def linear_scan(a, b, method: str | None = None):
         a_t, b_t = ops.swapaxes(a, 0, 1), ops.swapaxes(b, 0, 1)
         s = ops.swapaxes(ops.scan(step, ops.zeros_like(b_t[0]), (a_t, b_t))[1], 0, 1)
     return ops.reshape(s, ops.shape(b))  # TensorFlow graphs lose the static rank
-
-
-def _torch_loop(a, b):
-    """The sequential scan in torch eager: one fused multiply-add per step.
-
-    torch runs a scan as a Python loop, so each step's cost is its dispatch:
-    one `addcmul` where Keras ops take two calls through Keras's conversions,
-    over steps unbound once (indexing step by step would zero-fill the whole
-    sequence in the backward, once per step).
-    """
-    import torch
-
-    a = a.to(b.dtype)
-    s_t, steps = torch.zeros_like(b[:, 0]), []
-    for a_t, b_t in zip(torch.unbind(a, dim=1), torch.unbind(b, dim=1)):
-        s_t = torch.addcmul(b_t, a_t, s_t)
-        steps.append(s_t)
-    return torch.stack(steps, dim=1)
 
 
 def _previous(h, mask):

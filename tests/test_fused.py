@@ -42,6 +42,39 @@ def test_without_gates_it_is_the_keras_layer(ours, theirs, kwargs, rng):
 
 @pytest.mark.parametrize("return_sequences", [True, False])
 @pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize(("ours", "theirs", "kwargs"), LAYERS, ids=IDS)
+def test_unmasked_it_runs_and_trains_as_the_keras_layer(
+    ours, theirs, kwargs, go_backwards, return_sequences, rng
+):
+    # Unmasked, kgates runs its own loop on torch without CUDA
+    # (kgates/torch_loops.py) and Keras's kernel elsewhere: the outputs, the
+    # states and one SGD step with input dropout are those of Keras's layer.
+    x = rng.normal(size=(4, 9, 3)).astype("float32")
+    options = dict(
+        return_sequences=return_sequences, return_state=True, go_backwards=go_backwards, **kwargs
+    )
+    inferred, trained, weights, targets = [], [], None, None
+    for cls in (theirs, ours):
+        inputs = keras.Input((9, 3))
+        layer = cls(5, dropout=0.3, seed=7, **options)
+        model = keras.Model(inputs, layer(inputs))
+        if weights is None:
+            weights = list(randomize(layer, rng).values())
+            targets = [rng.normal(size=(4, *o.shape[1:])).astype("float32") for o in model.outputs]
+        layer.set_weights(weights)
+        inferred.append([npy(v) for v in model(x)])
+        model.compile(keras.optimizers.SGD(1.0), ["mse"] * len(targets))
+        model.train_on_batch(x, targets)
+        trained.append(layer.get_weights())
+    for want, got in zip(*inferred):
+        np.testing.assert_allclose(got, want, atol=ATOL)
+    for name, before, want, got in zip(("kernel", "recurrent", "bias"), weights, *trained):
+        assert np.abs(want - before).max() > 1e-3, name  # the step moved it
+        np.testing.assert_allclose(got, want, atol=ATOL, err_msg=name)
+
+
+@pytest.mark.parametrize("return_sequences", [True, False])
+@pytest.mark.parametrize("go_backwards", [False, True])
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize(("ours", "theirs", "kwargs"), LAYERS, ids=IDS)
 def test_recomputed_gates_equal_the_stepped_cell(

@@ -6,6 +6,7 @@ import pytest
 from reference import gru_reference, lstm_reference, npy, randomize
 
 import kgates
+from kgates.gradflow import compiled_gradient
 from kgates.recompute import SCANS, linear_scan
 from kgates.tracing import Tracer
 
@@ -222,6 +223,39 @@ def test_linear_scan_against_a_float64_loop(method, steps, rng):
         want[:, t] = s
     got = npy(linear_scan(a.astype("float32"), b.astype("float32"), method))
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", [*SCANS, None])
+def test_linear_scan_gradients_against_float64_differences(method, rng):
+    a = rng.uniform(0.2, 1.0, size=(2, 12, 3))
+    b = rng.normal(size=a.shape)
+    w = rng.normal(size=a.shape)
+
+    def loss(a, b):  # sum(w * s) by the float64 loop
+        s, total = np.zeros((2, 3)), 0.0
+        for t in range(a.shape[1]):
+            s = a[:, t] * s + b[:, t]
+            total += np.sum(w[:, t] * s)
+        return total
+
+    want = []
+    for x in (a, b):
+        d = np.zeros_like(x)
+        for index in np.ndindex(x.shape):
+            x[index] += 1e-6
+            up = loss(a, b)
+            x[index] -= 2e-6
+            d[index] = (up - loss(a, b)) / 2e-6
+            x[index] += 1e-6
+        want.append(d)
+    w32 = keras.ops.convert_to_tensor(w.astype("float32"))
+    grad = compiled_gradient(
+        lambda ab: keras.ops.sum(w32 * linear_scan(ab[0], ab[1], method)),
+        keras.layers.Identity(),
+    )
+    got = grad([keras.ops.convert_to_tensor(v.astype("float32")) for v in (a, b)])
+    for name, g, d in zip("ab", got, want):
+        np.testing.assert_allclose(npy(g), d, atol=1e-4, err_msg=name)
 
 
 def test_linear_scan_names_a_bad_method():
