@@ -109,11 +109,9 @@ class _FusedGates:
             and self._torch_loop_ok()
             and ops.convert_to_tensor(sequences).device.type != "cuda"
         ):
-            from kgates import torch_loops
-
             if training and self.dropout:  # one input mask for every step, as Keras
                 sequences = sequences * self.cell.get_dropout_mask(sequences[:, 0, :])[:, None]
-            return self._torch_loop(torch_loops, sequences, initial_state)
+            return self._torch_loop(sequences, initial_state)
         return super().inner_loop(sequences, initial_state, mask, training)
 
     def _torch_loop_ok(self) -> bool:
@@ -244,7 +242,9 @@ class LSTM(_FusedGates, keras.layers.LSTM):
     def _recompute(self, x, h, mask):
         return lstm_gates(self.cell, x, h, mask)
 
-    def _torch_loop(self, torch_loops, sequences, initial_state):
+    def _torch_loop(self, sequences, initial_state):
+        from kgates import torch_loops
+
         h, c = initial_state
         return torch_loops.lstm(
             sequences, h, c, self.cell, self.return_sequences, self.go_backwards
@@ -347,7 +347,9 @@ class GRU(_FusedGates, keras.layers.GRU):
     def _torch_loop_ok(self) -> bool:
         return self.fusable and self.cell.reset_after  # Keras steps the cell otherwise
 
-    def _torch_loop(self, torch_loops, sequences, initial_state):
+    def _torch_loop(self, sequences, initial_state):
+        from kgates import torch_loops
+
         if isinstance(initial_state, (list, tuple)):
             initial_state = initial_state[0]
         return torch_loops.gru(

@@ -60,13 +60,17 @@ def linear_scan(a, b):
     return _LinearScan.apply(a.to(b.dtype), b)
 
 
-def _prepare(inputs, states, kernel, go_backwards: bool):
-    kernel = keras.ops.convert_to_tensor(kernel)
+def _prepare(cell, inputs, states, go_backwards: bool):
+    """The cell's weights and activations in torch, and the projected inputs."""
+    kernel = keras.ops.convert_to_tensor(cell.kernel)
+    recurrent = keras.ops.convert_to_tensor(cell.recurrent_kernel)
     inputs = keras.ops.convert_to_tensor(inputs).to(kernel.dtype)
     states = [keras.ops.convert_to_tensor(s).to(kernel.dtype) for s in states]
     if go_backwards:
         inputs = torch.flip(inputs, dims=[1])
-    return inputs, states, kernel
+    act = _torch_activation(cell.activation)
+    rec = _torch_activation(cell.recurrent_activation)
+    return torch.matmul(inputs, kernel), states, recurrent, act, rec
 
 
 def _finish(outputs, last, states, return_sequences: bool):
@@ -80,11 +84,7 @@ def lstm(inputs, h, c, cell, return_sequences: bool, go_backwards: bool):
     Same arguments and results as Keras's torch `backend.lstm` without a mask:
     `(last_h, outputs, [h, c])`, outputs in processing order.
     """
-    inputs, (h, c), kernel = _prepare(inputs, (h, c), cell.kernel, go_backwards)
-    recurrent = keras.ops.convert_to_tensor(cell.recurrent_kernel)
-    act = _torch_activation(cell.activation)
-    rec = _torch_activation(cell.recurrent_activation)
-    projected = torch.matmul(inputs, kernel)
+    projected, (h, c), recurrent, act, rec = _prepare(cell, inputs, (h, c), go_backwards)
     if cell.use_bias:
         projected = projected + keras.ops.convert_to_tensor(cell.bias)
     outputs = []
@@ -101,11 +101,7 @@ def gru(inputs, h, cell, return_sequences: bool, go_backwards: bool):
 
     As Keras's torch `backend.gru` without a mask: `(last_h, outputs, [h])`.
     """
-    inputs, (h,), kernel = _prepare(inputs, (h,), cell.kernel, go_backwards)
-    recurrent = keras.ops.convert_to_tensor(cell.recurrent_kernel)
-    act = _torch_activation(cell.activation)
-    rec = _torch_activation(cell.recurrent_activation)
-    projected = torch.matmul(inputs, kernel)
+    projected, (h,), recurrent, act, rec = _prepare(cell, inputs, (h,), go_backwards)
     recurrent_bias = None
     if cell.use_bias:
         bias = keras.ops.convert_to_tensor(cell.bias)

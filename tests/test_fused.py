@@ -40,6 +40,19 @@ def test_without_gates_it_is_the_keras_layer(ours, theirs, kwargs, rng):
         np.testing.assert_allclose(npy(a), npy(b), atol=ATOL)
 
 
+def _sgd_step(model, layer, x, targets) -> list:
+    """The layer's weights after one SGD step of rate 1 (each moves by minus its gradient)."""
+    model.compile(keras.optimizers.SGD(1.0), ["mse"] * len(targets))
+    model.train_on_batch(x, targets)
+    return layer.get_weights()
+
+
+def _assert_same_step(before, want, got):
+    for name, start, w, g in zip(("kernel", "recurrent", "bias"), before, want, got):
+        assert np.abs(w - start).max() > 1e-3, name  # the step moved it
+        np.testing.assert_allclose(g, w, atol=ATOL, err_msg=name)
+
+
 @pytest.mark.parametrize("return_sequences", [True, False])
 @pytest.mark.parametrize("go_backwards", [False, True])
 @pytest.mark.parametrize(("ours", "theirs", "kwargs"), LAYERS, ids=IDS)
@@ -63,14 +76,10 @@ def test_unmasked_it_runs_and_trains_as_the_keras_layer(
             targets = [rng.normal(size=(4, *o.shape[1:])).astype("float32") for o in model.outputs]
         layer.set_weights(weights)
         inferred.append([npy(v) for v in model(x)])
-        model.compile(keras.optimizers.SGD(1.0), ["mse"] * len(targets))
-        model.train_on_batch(x, targets)
-        trained.append(layer.get_weights())
+        trained.append(_sgd_step(model, layer, x, targets))
     for want, got in zip(*inferred):
         np.testing.assert_allclose(got, want, atol=ATOL)
-    for name, before, want, got in zip(("kernel", "recurrent", "bias"), weights, *trained):
-        assert np.abs(want - before).max() > 1e-3, name  # the step moved it
-        np.testing.assert_allclose(got, want, atol=ATOL, err_msg=name)
+    _assert_same_step(weights, *trained)
 
 
 @pytest.mark.parametrize("return_sequences", [True, False])
@@ -111,8 +120,7 @@ def test_gradients_through_recomputed_gates_equal_the_stepped_cell(
     ours, theirs, kwargs, masked, rng
 ):
     # A loss on every gate (a saturation penalty, say) trains the same weights
-    # whichever path gave the gates: one SGD step with rate 1 moves each
-    # weight by minus its gradient.
+    # whichever path gave the gates.
     x, _ = _padded(rng)
     target = None
     trained, weights = {}, None
@@ -125,12 +133,8 @@ def test_gradients_through_recomputed_gates_equal_the_stepped_cell(
             weights = list(randomize(layer, rng).values())
             target = rng.normal(size=model.output.shape[1:]).astype("float32")[None]
         layer.set_weights(weights)
-        model.compile(keras.optimizers.SGD(1.0), "mse")
-        model.train_on_batch(x, np.repeat(target, len(x), axis=0))
-        trained[path] = layer.get_weights()
-    for name, before, a, b in zip(("kernel", "recurrent", "bias"), weights, *trained.values()):
-        assert np.abs(a - before).max() > 1e-3, name  # the step moved it
-        np.testing.assert_allclose(a, b, atol=ATOL, err_msg=name)
+        trained[path] = _sgd_step(model, layer, x, [np.repeat(target, len(x), axis=0)])
+    _assert_same_step(weights, *trained.values())
 
 
 @pytest.mark.parametrize("recurrent_dropout", [0.0, 0.3])

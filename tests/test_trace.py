@@ -212,17 +212,22 @@ def test_model_without_recurrent_layers():
         kgates.trace(keras.layers.LSTM(3), np.ones((2, 5, 2)))
 
 
+def _scan64(a, b):
+    """s_t = a_t * s_tm1 + b_t by a float64 loop."""
+    out, s = np.zeros_like(b), np.zeros_like(b[:, 0])
+    for t in range(b.shape[1]):
+        s = a[:, t] * s + b[:, t]
+        out[:, t] = s
+    return out
+
+
 @pytest.mark.parametrize("method", [*SCANS, None])
 @pytest.mark.parametrize("steps", [1, 40])
 def test_linear_scan_against_a_float64_loop(method, steps, rng):
     a = rng.uniform(0.0, 1.0, size=(3, steps, 5))
     b = rng.normal(size=(3, steps, 5))
-    want, s = np.zeros_like(b), np.zeros((3, 5))
-    for t in range(steps):
-        s = a[:, t] * s + b[:, t]
-        want[:, t] = s
     got = npy(linear_scan(a.astype("float32"), b.astype("float32"), method))
-    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(got, _scan64(a, b), atol=1e-5)
 
 
 @pytest.mark.parametrize("method", [*SCANS, None])
@@ -231,12 +236,8 @@ def test_linear_scan_gradients_against_float64_differences(method, rng):
     b = rng.normal(size=a.shape)
     w = rng.normal(size=a.shape)
 
-    def loss(a, b):  # sum(w * s) by the float64 loop
-        s, total = np.zeros((2, 3)), 0.0
-        for t in range(a.shape[1]):
-            s = a[:, t] * s + b[:, t]
-            total += np.sum(w[:, t] * s)
-        return total
+    def loss(a, b):
+        return np.sum(w * _scan64(a, b))
 
     want = []
     for x in (a, b):
