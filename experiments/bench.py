@@ -50,8 +50,6 @@ import keras
 import numpy as np
 
 import kgates
-from kgates.recompute import SCANS, linear_scan
-from kgates.tracing import Tracer
 
 SIZES = {
     "smoke": {"batch": [4], "steps": [6], "units": [8]},
@@ -145,7 +143,7 @@ class _Scan(keras.layers.Layer):
 
     def call(self, x):
         b = keras.ops.tile(x, (1, 1, self.units))
-        return linear_scan(keras.ops.sigmoid(b), b, self.method)
+        return kgates.linear_scan(keras.ops.sigmoid(b), b, self.method)
 
 
 def _scan_model(method, steps, units):
@@ -175,7 +173,7 @@ def bench(family: str, batch: int, steps: int, units: int, repeats: int) -> dict
     stock = keras.Model(inputs, _variants(family, units)[reference]()(inputs))
     # What a trace is fairly compared with: the layer's h sequence, brought to the host.
     runs[f"keras {family.upper()} h->host"] = {"forward": lambda: stock.predict_on_batch(x)}
-    tracer = Tracer(stock)
+    tracer = kgates.Tracer(stock)
     runs[f"trace(keras {family.upper()})"] = {"forward": lambda: tracer(x)}
     tracer(x)  # the tracing model, with the layer's weights in
     # The same work without the copies to the host: each array summed over its units.
@@ -185,7 +183,9 @@ def bench(family: str, batch: int, steps: int, units: int, repeats: int) -> dict
     runs[f"trace(keras {family.upper()}) on device"] = {
         "forward": lambda: on_device.predict_on_batch(x)
     }
-    for method in SCANS if family == "lstm" else ():  # c from (f, i*g): which is faster
+    for method in (
+        kgates.SCAN_METHODS if family == "lstm" else ()
+    ):  # c from (f, i*g): which is faster
         scan = _scan_model(method, steps, units)
         runs[f"c scan, {method}"] = {"forward": lambda m=scan: m.predict_on_batch(x[..., :1])}
     jobs = [(name, kind, fn) for name, fns in runs.items() for kind, fn in fns.items()]
@@ -234,7 +234,7 @@ def check(family: str, batch: int = 64, steps: int = 100, units: int = 128) -> d
 def _device() -> str:
     """The accelerator's name, or the processor's."""
     backend = keras.backend.backend()
-    if kgates.recompute.accelerator_available():
+    if kgates.accelerator_available():
         if backend == "jax":
             import jax
 
@@ -317,7 +317,7 @@ def main(argv=None) -> dict:
             **_versions(),
             "machine": platform.platform(),
             "device": _device(),
-            "accelerator": kgates.recompute.accelerator_available(),
+            "accelerator": kgates.accelerator_available(),
             "tf32_override": os.environ.get("NVIDIA_TF32_OVERRIDE"),
             "jax_matmul_precision": os.environ.get("JAX_DEFAULT_MATMUL_PRECISION"),
         },

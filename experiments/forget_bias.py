@@ -19,9 +19,9 @@ import keras_tuner
 import numpy as np
 from matplotlib.figure import Figure
 
-from kgates.tasks import make_task
-from kgates.tuning import FORGET_BIASES, GateHyperModel
+import kgates
 
+FORGET_BIASES = ("zero", "one", "chrono")  # the hypermodel's forget_bias choices
 FULL = {
     "sizes": {"samples": 3000, "delay": 60, "symbols": 5},
     "units": 64,
@@ -39,7 +39,7 @@ HYPERPARAMETERS = {
 
 
 def run(size: dict) -> dict:
-    task = make_task("copy", seed=0, **size["sizes"])
+    task = kgates.make_task("copy", seed=0, **size["sizes"])
     curves = {}
     for bias in FORGET_BIASES:
         curves[bias] = []
@@ -49,7 +49,7 @@ def run(size: dict) -> dict:
             values = {**HYPERPARAMETERS, "units": size["units"], "forget_bias": bias}
             for name, value in values.items():
                 hp.Fixed(name, value)
-            model = GateHyperModel(task, cells=("NP",), seed=seed).build(hp)
+            model = kgates.GateHyperModel(task, cells=("NP",), seed=seed).build(hp)
             history = model.fit(
                 task.x_train, task.y_train, batch_size=64, epochs=size["epochs"],
                 validation_data=(task.x_val, task.y_val), verbose=0,

@@ -18,7 +18,6 @@ import keras
 import numpy as np
 
 import kgates
-from kgates.tasks import adding_problem
 
 FULL = {"samples": 6000, "length": 40, "units": 32, "epochs": 20, "image_freq": 4}
 SMOKE = {"samples": 128, "length": 8, "units": 4, "epochs": 2, "image_freq": 1}
@@ -32,7 +31,7 @@ def main(argv=None) -> keras.Model:
     size = SMOKE if args.smoke else FULL
     keras.utils.set_random_seed(0)
 
-    x, y = adding_problem(size["samples"], size["length"], seed=0)
+    x, y = kgates.adding_problem(size["samples"], size["length"], seed=0)
     # Pad a third of the sequences: the marked values stay, the tail is cut.
     rng = np.random.default_rng(0)
     lengths = np.where(rng.random(len(x)) < 1 / 3, size["length"] * 3 // 4, size["length"])

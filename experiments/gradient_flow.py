@@ -19,8 +19,6 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import kgates
-from kgates.gradflow import reach
-from kgates.tasks import adding_problem
 
 FULL = {"samples": 4000, "length": 60, "units": 32, "epochs": 12, "probe": 128}
 SMOKE = {"samples": 32, "length": 8, "units": 4, "epochs": 1, "probe": 8}
@@ -34,7 +32,7 @@ MODELS = {
 
 
 def run(size: dict) -> dict:
-    x, y = adding_problem(size["samples"], size["length"], seed=0)
+    x, y = kgates.adding_problem(size["samples"], size["length"], seed=0)
     probe = (x[: size["probe"]], y[: size["probe"]])
     results = {}
     for name, make in MODELS.items():
@@ -56,7 +54,7 @@ def run(size: dict) -> dict:
                 for state in flow
             },
             **{
-                f"reach_{when}_{state}": reach(flow[state])
+                f"reach_{when}_{state}": kgates.reach(flow[state])
                 for when, flow in flows.items()
                 for state in flow
             },

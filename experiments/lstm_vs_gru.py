@@ -20,8 +20,7 @@ import keras_tuner
 import numpy as np
 from scipy import stats
 
-from kgates.tasks import make_task
-from kgates.tuning import GateHyperModel
+import kgates
 
 FULL = {
     "tasks": {"adding": {"samples": 2000, "length": 50}, "copy": {"samples": 2000, "delay": 20}},
@@ -46,7 +45,7 @@ def build(task, cell: str, units: int) -> keras.Model:
         hp.Fixed("reset_after", True)
     else:
         hp.Fixed("forget_bias", "one")
-    return GateHyperModel(task, cells=(cell,)).build(hp)
+    return kgates.GateHyperModel(task, cells=(cell,)).build(hp)
 
 
 def matching_units(task, lstm_units: int) -> int:
@@ -59,7 +58,7 @@ def matching_units(task, lstm_units: int) -> int:
 def run(size: dict) -> list[dict]:
     rows = []
     for name, sizes in size["tasks"].items():
-        task = make_task(name, seed=0, **sizes)
+        task = kgates.make_task(name, seed=0, **sizes)
         units = {"NP": size["lstm_units"], "GRU": matching_units(task, size["lstm_units"])}
         scores = {}
         for cell, n in units.items():

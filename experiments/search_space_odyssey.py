@@ -19,8 +19,7 @@ import os
 import numpy as np
 from scipy import stats
 
-from kgates import report, tuning
-from kgates.lstm import VARIANTS
+import kgates
 
 TASK = "code"  # next-character prediction on Python source: closest to the paper's tasks
 FULL = {
@@ -38,12 +37,12 @@ SMOKE = {
 COMMON = {"layers": 1, "clipnorm": 1.0, "forget_bias": "one"}
 
 
-def run(directory: str, size: dict, variants=tuple(VARIANTS), seed: int = 0) -> dict:
+def run(directory: str, size: dict, variants=tuple(kgates.VARIANTS), seed: int = 0) -> dict:
     """One search per variant in `directory/VARIANT`; returns the scores by variant."""
     scores = {}
     for variant in variants:
         where = os.path.join(directory, variant)
-        tuning.tune(
+        kgates.tune(
             where,
             task=TASK,
             cells=(variant,),
@@ -55,11 +54,11 @@ def run(directory: str, size: dict, variants=tuple(VARIANTS), seed: int = 0) -> 
             gate_freq=max(size["epochs"] - 1, 1),  # dashboards after the first and last epoch
             verbose=0,
         )
-        trials = report.load_trials(where)
+        trials = kgates.load_trials(where)
         scores[variant] = {
-            "scores": [t["score"] for t in trials if report.completed(t)],
+            "scores": [t["score"] for t in trials if t["completed"]],
             "failed": sum(t["status"] != "COMPLETED" for t in trials),
-            "saturation": [report.saturation(t) for t in trials if report.completed(t)],
+            "saturation": [t["saturation"] for t in trials if t["completed"]],
         }
     return scores
 
@@ -99,7 +98,7 @@ def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--directory", default="runs/odyssey")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for tests")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(kgates.VARIANTS))
     parser.add_argument("--json", help="write the scores and comparison here")
     args = parser.parse_args(argv)
     size = SMOKE if args.smoke else FULL

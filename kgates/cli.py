@@ -19,7 +19,7 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from kgates import demo as demo_defaults
+    from kgates.study import _demo as demo_defaults
 
     parser = argparse.ArgumentParser(
         prog="kgates", description="Recurrent cells for Keras 3 that show their gates."
@@ -103,8 +103,9 @@ _SPACE_FLAGS = {
 
 
 def _add_tune(commands) -> None:
-    from kgates.tasks import TASKS
-    from kgates.tuning import CELLS, DEFAULT_CELLS, SPACE, TUNERS
+    from kgates.study._directory import DEFAULTS, TUNER_NAMES
+    from kgates.study._hypermodel import CELLS, SPACE
+    from kgates.study._tasks import TASKS
 
     tune = commands.add_parser(
         "tune",
@@ -113,17 +114,25 @@ def _add_tune(commands) -> None:
         "command again on the same --directory resumes it (options left out are read from "
         "the directory). Options default to None here so that a resumed search keeps its own.",
     )
-    tune.add_argument("--task", choices=tuple(TASKS), help="task (default: adding)")
+    tune.add_argument("--task", choices=tuple(TASKS), help=f"task (default: {DEFAULTS['task']})")
     tune.add_argument(
         "--cells",
         type=_list(str),
         help=f"comma-separated cell codes from {','.join(CELLS)} "
-        f"(default: {','.join(DEFAULT_CELLS)})",
+        f"(default: {','.join(DEFAULTS['cells'])})",
     )
-    tune.add_argument("--tuner", choices=tuple(TUNERS), help="search algorithm (default: random)")
-    tune.add_argument("--max-trials", type=_positive_int, help="trials in all (default: 8)")
+    tune.add_argument(
+        "--tuner", choices=TUNER_NAMES, help=f"search algorithm (default: {DEFAULTS['tuner']})"
+    )
+    tune.add_argument(
+        "--max-trials",
+        type=_positive_int,
+        help=f"trials in all (default: {DEFAULTS['max_trials']})",
+    )
     tune.add_argument("--epochs", type=_positive_int, help="epochs per trial (default: the task's)")
-    tune.add_argument("--seed", type=int, help="seed of data, tuner and weights (default: 0)")
+    tune.add_argument(
+        "--seed", type=int, help=f"seed of data, tuner and weights (default: {DEFAULTS['seed']})"
+    )
     tune.add_argument(
         "--directory", help="where the search lives (default: runs/TASK); same again resumes"
     )
@@ -159,17 +168,10 @@ def _add_tune(commands) -> None:
 def _tune(args) -> int:
     import socket
 
-    from kgates import tuning
+    from kgates.study import _directory
+    from kgates.study._tune import tune
 
-    directory = args.directory or f"runs/{args.task or 'adding'}"
-    given = {
-        key
-        for key in ("task", "cells", "tuner", "max_trials", "epochs", "seed")
-        if getattr(args, key) is not None
-    }
-    sizes = {k: getattr(args, k) for k in _SIZE_FLAGS if getattr(args, k) is not None}
-    space = {k: getattr(args, k) for k in _SPACE_FLAGS if getattr(args, k) is not None}
-    given |= {f"sizes.{k}" for k in sizes} | {f"space.{k}" for k in space}
+    directory = args.directory or f"runs/{args.task or _directory.DEFAULTS['task']}"
     if args.chief or args.worker:
         host, port = args.chief or args.worker
         os.environ["KERASTUNER_ORACLE_IP"], os.environ["KERASTUNER_ORACLE_PORT"] = host, port
@@ -178,29 +180,23 @@ def _tune(args) -> int:
     if args.worker:
         # The chief writes the search's spec; a worker started at the same time waits for it.
         for _ in range(120):
-            if tuning.stored_search(directory):
+            if _directory.stored_search(directory):
                 break
             time.sleep(0.5)
         else:
             print(f"kgates tune: no search in {directory}; start the chief first", file=sys.stderr)
             return 2
-    options = {
-        "task": args.task or "adding",
-        "cells": args.cells or tuning.DEFAULT_CELLS,
-        "tuner": args.tuner or "random",
-        "max_trials": args.max_trials or 8,
-        "epochs": args.epochs,
-        "seed": args.seed or 0,
+    given = {
+        k: getattr(args, k) for k in ("task", "cells", "tuner", "max_trials", "epochs", "seed")
     }
+    given["sizes"] = {k: getattr(args, k) for k in _SIZE_FLAGS if getattr(args, k) is not None}
+    given["space"] = {k: getattr(args, k) for k in _SPACE_FLAGS if getattr(args, k) is not None}
     try:
-        tuning.tune(
+        tune(
             directory,
-            **options,
-            sizes=sizes,
-            space=space,
+            **given,
             gate_freq=args.gate_freq,
             patience=args.patience,
-            given=given,
             verbose="auto" if args.verbose is None else args.verbose,
         )
     except ValueError as error:
@@ -208,7 +204,7 @@ def _tune(args) -> int:
         return 2
     if args.worker:
         return 0
-    from kgates.report import summary
+    from kgates.study._report import summary
 
     print("\n" + summary(directory))
     print(f"\nNext: kgates report {directory}    kgates board {directory}")
@@ -244,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.length < 2:
             print("kgates demo: --length must be at least 2", file=sys.stderr)
             return 2
-        from kgates.demo import run
+        from kgates.study._demo import run
 
         run(
             cell=args.cell,
@@ -257,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "tune":
         return _tune(args)
     elif args.command == "report":
-        from kgates.report import write_report
+        from kgates.study._report import write_report
 
         try:
             path = write_report(args.directory)

@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 
 import kgates
-from kgates import cli
-from kgates.tasks import adding_problem
+from kgates import adding_problem, cli
 
 
 def test_adding_problem_targets_worked_by_hand():

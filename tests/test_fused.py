@@ -225,9 +225,28 @@ def test_trains_and_traces(rng):
     assert set(kgates.trace(model, x)[model.layers[0].name]) == set("hifgoc")
 
 
-def test_auto_recomputes_where_keras_runs_a_fused_kernel():
-    layer = kgates.LSTM(4, return_gates=True)
-    expected = kgates.recompute.accelerator_available()
-    assert layer._recomputes() is expected
-    assert kgates.LSTM(4, return_gates=True, variant="NFG")._recomputes() is False
-    assert kgates.GRU(4, return_gates=True, gate_path="step")._recomputes() is False
+def test_layers_hand_their_options_to_the_path_chooser():
+    x = np.zeros((2, 5, 3), "float32")
+    on_torch_cpu = keras.backend.backend() == "torch" and not kgates.accelerator_available()
+    assert kgates.LSTM(4, return_gates=True, variant="NFG").path(x) == "step"
+    assert kgates.GRU(4, return_gates=True, gate_path="step").path(x) == "step"
+    assert kgates.LSTM(4, return_gates=True, gate_path="recompute").path(x) == "recompute"
+    assert kgates.LSTM(4, use_cudnn=False).path(x) == "step"
+    assert kgates.GRU(4).path(x) == ("torch loop" if on_torch_cpu else "keras")
+    assert kgates.GRU(4, reset_after=False).path(x) == "keras"  # no torch loop for it
+    assert kgates.LSTM(4, recurrent_dropout=0.1).path(x) == "keras"
+    assert kgates.LSTM(4).path(x, mask=np.ones((2, 5), bool)) == "keras"
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="XLA: TensorFlow's jit_compile")
+def test_xla_compiles_where_keras_layers_do(rng):
+    for ours, theirs in [
+        (kgates.LSTM(4), keras.layers.LSTM(4)),
+        (kgates.GRU(4), keras.layers.GRU(4)),
+    ]:
+        assert ours.supports_jit == theirs.supports_jit
+    x, y = rng.normal(size=(8, 5, 3)).astype("float32"), rng.normal(size=(8, 1))
+    model = keras.Sequential([keras.Input((5, 3)), kgates.LSTM(4), keras.layers.Dense(1)])
+    model.compile("sgd", "mse", jit_compile=True)
+    model.fit(x, y, epochs=1, verbose=0)
+    assert model.jit_compile is kgates.LSTM(4).supports_jit

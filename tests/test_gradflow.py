@@ -6,7 +6,7 @@ import pytest
 from reference import randomize, sigmoid
 
 import kgates
-from kgates.gradflow import reach
+from kgates import reach
 
 
 def _numpy_loss(kind, weights, x, y, perturb=None):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from kgates.tasks import (
+from kgates.study._tasks import (
     ALPHABET,
     OBJECTIVES,
     TASKS,

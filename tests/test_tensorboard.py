@@ -15,7 +15,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import kgates
-from kgates.tensorboard import saturation
+from kgates.inspect._stats import saturation
 
 STEPS, FEATURES = 10, 3
 

@@ -6,9 +6,8 @@ import pytest
 from reference import gru_reference, lstm_reference, npy, randomize
 
 import kgates
-from kgates.gradflow import compiled_gradient
-from kgates.recompute import SCANS, linear_scan
-from kgates.tracing import Tracer
+from kgates import SCAN_METHODS, Tracer, linear_scan
+from kgates.cells._backend import compiled_gradient
 
 ATOL = 1e-5
 
@@ -110,9 +109,12 @@ def test_twins_recompute_where_a_fused_kernel_runs():
     inputs = keras.Input((9, 3))
     stock, cifg = keras.layers.LSTM(4, return_sequences=True), kgates.LSTM(4, variant="CIFG")
     tracer = Tracer(keras.Model(inputs, cifg(stock(inputs))))
-    fused = kgates.recompute.accelerator_available() or keras.backend.backend() == "torch"
-    assert tracer._gates[stock.name].rnn._recomputes() is fused
-    assert tracer._gates[cifg.name].rnn._recomputes() is False  # a variant steps
+    x = np.zeros((2, 9, 3), "float32")
+    # A trace is a forward pass: recomputed where a fused kernel runs (a GPU;
+    # torch's CPU kernel too), stepped elsewhere; a variant always steps.
+    fused = kgates.accelerator_available() or keras.backend.backend() == "torch"
+    assert tracer._gates[stock.name].rnn.path(x) == ("recompute" if fused else "step")
+    assert tracer._gates[cifg.name].rnn.path(x) == "step"
 
 
 def test_simple_rnn_reports_its_h(rng):
@@ -221,7 +223,7 @@ def _scan64(a, b):
     return out
 
 
-@pytest.mark.parametrize("method", [*SCANS, None])
+@pytest.mark.parametrize("method", [*SCAN_METHODS, None])
 @pytest.mark.parametrize("steps", [1, 40])
 def test_linear_scan_against_a_float64_loop(method, steps, rng):
     a = rng.uniform(0.0, 1.0, size=(3, steps, 5))
@@ -230,7 +232,7 @@ def test_linear_scan_against_a_float64_loop(method, steps, rng):
     np.testing.assert_allclose(got, _scan64(a, b), atol=1e-5)
 
 
-@pytest.mark.parametrize("method", [*SCANS, None])
+@pytest.mark.parametrize("method", [*SCAN_METHODS, None])
 def test_linear_scan_gradients_against_float64_differences(method, rng):
     a = rng.uniform(0.2, 1.0, size=(2, 12, 3))
     b = rng.normal(size=a.shape)

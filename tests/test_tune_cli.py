@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from kgates import cli, report, tuning
+from kgates import cli
+from kgates.study import _directory
+from kgates.study import _report as report
 
 TINY = ["--task", "adding", "--samples", "96", "--length", "8", "--units", "8", "--layers", "1"]
 
@@ -138,14 +140,14 @@ def test_bad_options_are_named_and_write_nothing(tmp_path, capsys, args, match):
 def test_a_different_search_in_the_directory_is_refused(tmp_path, capsys):
     directory = tmp_path / "runs"
     directory.mkdir()
-    spec = tuning.search_spec("adding", ("NP", "GRU"))
-    (directory / tuning.SPEC_FILE).write_text(json.dumps(spec))
+    spec = _directory.search_spec("adding", ("NP", "GRU"))
+    (directory / _directory.SPEC_FILE).write_text(json.dumps(spec))
     code, err = _tune(capsys, "--directory", str(directory), "--cells", "NP,CIFG")
     assert code == 2 and "holds a different search" in err and "cells" in err
     code, err = _tune(capsys, "--directory", str(directory), "--task", "copy")
     assert code == 2 and "task: this directory has 'adding', asked for 'copy'" in err
-    assert os.listdir(directory) == [tuning.SPEC_FILE]
-    assert json.loads((directory / tuning.SPEC_FILE).read_text()) == spec
+    assert os.listdir(directory) == [_directory.SPEC_FILE]
+    assert json.loads((directory / _directory.SPEC_FILE).read_text()) == spec
 
 
 def test_unknown_task_is_an_argparse_error(capsys):

@@ -5,12 +5,14 @@ import keras
 import keras_tuner
 import numpy as np
 import pytest
+from scipy import stats
 
 import kgates
-from kgates import report, tuning
-from kgates.tasks import make_task
+from kgates.study import _directory, _hypermodel
+from kgates.study import _report as report
 
 TINY = {"samples": 64, "length": 8}
+UNITS = 400  # enough draws for a test of their distribution
 
 
 def _hp(values: dict) -> keras_tuner.HyperParameters:
@@ -20,25 +22,44 @@ def _hp(values: dict) -> keras_tuner.HyperParameters:
     return hp
 
 
-@pytest.mark.parametrize("variant", ["NP", "NIG", "V"])
-def test_chrono_bias_against_its_definition(variant):
-    cell = kgates.LSTMCell(6, variant=variant)
-    keras.layers.RNN(cell)(np.zeros((1, 3, 2), "float32"))
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: keras.layers.RNN(kgates.LSTMCell(UNITS)),
+        lambda: keras.layers.RNN(kgates.LSTMCell(UNITS, variant="NIG")),
+        lambda: keras.layers.RNN(kgates.LSTMCell(UNITS, variant="V")),
+        lambda: keras.layers.LSTM(UNITS),  # Keras's own layer
+    ],
+)
+def test_chrono_bias_against_its_definition(make):
+    layer = make()
+    layer(np.zeros((1, 3, 2), "float32"))
+    cell = layer.cell
     before = keras.ops.convert_to_numpy(cell.bias).copy()
-    tuning.set_chrono_bias(cell, timescale=50, seed=3)
+    kgates.set_chrono_bias(layer, timescale=50, seed=3)
     bias = keras.ops.convert_to_numpy(cell.bias)
-    gates = list(cell.weighted_gates)
-    f = bias[gates.index("f") * 6 : (gates.index("f") + 1) * 6]
-    # b_f = log(u), u ~ U(1, T - 1): within [0, log 49], and not all equal.
-    assert np.all(f >= 0.0) and np.all(f <= np.log(49.0) + 1e-6) and np.ptp(f) > 0
-    expected = np.log(np.random.default_rng(3).uniform(1.0, 49.0, 6))
-    np.testing.assert_allclose(f, expected, rtol=1e-6)
+    gates = list(getattr(cell, "weighted_gates", "ifgo"))
+    f = bias[gates.index("f") * UNITS : (gates.index("f") + 1) * UNITS]
+    # b_f = log(u), u ~ U(1, T - 1): exp(b_f) is uniform on [1, 49].
+    assert stats.kstest(np.exp(f), stats.uniform(1.0, 48.0).cdf).pvalue > 0.01
+    assert np.all(f >= 0.0) and np.all(f <= np.log(49.0) + 1e-6)
     if "i" in gates:
-        i = bias[gates.index("i") * 6 : (gates.index("i") + 1) * 6]
+        i = bias[gates.index("i") * UNITS : (gates.index("i") + 1) * UNITS]
         np.testing.assert_allclose(i, -f, rtol=1e-6)
     for gate in set(gates) - {"i", "f"}:  # the other gates keep their bias
         k = gates.index(gate)
-        np.testing.assert_array_equal(bias[k * 6 : (k + 1) * 6], before[k * 6 : (k + 1) * 6])
+        np.testing.assert_array_equal(
+            bias[k * UNITS : (k + 1) * UNITS], before[k * UNITS : (k + 1) * UNITS]
+        )
+
+
+def test_chrono_bias_refuses_cells_without_a_forget_gate():
+    layer = keras.layers.RNN(kgates.LSTMCell(4, variant="NFG"))
+    layer(np.zeros((1, 3, 2), "float32"))
+    with pytest.raises(ValueError, match="no forget gate"):
+        kgates.set_chrono_bias(layer, timescale=50)
+    with pytest.raises(ValueError, match="`timescale`"):
+        kgates.set_chrono_bias(keras.layers.RNN(kgates.LSTMCell(4)), timescale=0)
 
 
 @pytest.mark.parametrize(
@@ -51,8 +72,8 @@ def test_chrono_bias_against_its_definition(variant):
     ],
 )
 def test_hypermodel_builds_what_the_hyperparameters_say(values, layer_type, check):
-    task = make_task("adding", **TINY)
-    hypermodel = tuning.GateHyperModel(task, cells=tuning.CELLS)
+    task = kgates.make_task("adding", **TINY)
+    hypermodel = kgates.GateHyperModel(task, cells=_hypermodel.CELLS)
     hp = _hp({"units": 8, "layers": 2, "learning_rate": 0.01, "dropout": 0.1, "clipnorm": 1.0})
     for name, value in values.items():
         hp.Fixed(name, value)
@@ -89,7 +110,7 @@ def test_hypermodel_builds_what_the_hyperparameters_say(values, layer_type, chec
 )
 def test_bad_search_space(cells, space, match):
     with pytest.raises(ValueError, match=match):
-        tuning.check_space(cells, space)
+        _hypermodel.check_space(cells, space)
 
 
 def _trial(cell, score, lr=1e-3, status="COMPLETED", gates=None, **values):
@@ -129,9 +150,9 @@ def test_saturation_leaves_out_pinned_gates():
         "o": {"left": 0.1, "right": 0.0},
     }
     nfg = _trial("NFG", 0.1, gates={"a": layer, "b": {**layer, "i": {"left": 0.0, "right": 0.0}}})
-    assert report.saturation(nfg) == {"i": pytest.approx(0.25), "o": pytest.approx(0.1)}
+    assert report.trial_saturation(nfg) == {"i": pytest.approx(0.25), "o": pytest.approx(0.1)}
     np_trial = _trial("NP", 0.1, gates={"a": layer})
-    assert report.saturation(np_trial)["f"] == 1.0
+    assert report.trial_saturation(np_trial)["f"] == 1.0
 
 
 def test_importance_finds_the_hyperparameter_that_matters():
@@ -168,7 +189,7 @@ def test_tune_logs_every_trial_then_resumes_without_rerunning(tmp_path, capsys):
         "space": {"units": 8, "layers": 1},
         "verbose": 0,
     }
-    tuning.tune(directory, **options)
+    kgates.tune(directory, **options)
     trials = report.load_trials(directory)
     assert [t["status"] for t in trials] == ["COMPLETED"] * 2
     for t in trials:
@@ -187,7 +208,7 @@ def test_tune_logs_every_trial_then_resumes_without_rerunning(tmp_path, capsys):
     }
     capsys.readouterr()
 
-    tuning.tune(directory, **{**options, "max_trials": 3})  # resume with a larger budget
+    kgates.tune(directory, **{**options, "max_trials": 3})  # resume with a larger budget
     after = report.load_trials(directory)
     assert len(after) == 3 and all(t["status"] == "COMPLETED" for t in after)
     for trial_id, text in before.items():  # finished trials are kept as they were
@@ -205,7 +226,7 @@ def test_tune_logs_every_trial_then_resumes_without_rerunning(tmp_path, capsys):
 
 def test_diverging_trials_are_failed_and_the_search_goes_on(tmp_path):
     directory = str(tmp_path / "search")
-    tuning.tune(
+    kgates.tune(
         directory,
         cells=("NP",),
         max_trials=2,
@@ -224,33 +245,34 @@ def test_diverging_trials_are_failed_and_the_search_goes_on(tmp_path):
 def test_a_directory_with_another_search_is_refused_and_untouched(tmp_path):
     directory = str(tmp_path / "search")
     os.makedirs(directory)
-    spec = tuning.search_spec("adding", ("NP",), sizes=TINY)
-    with open(os.path.join(directory, tuning.SPEC_FILE), "w") as f:
+    spec = _directory.search_spec("adding", ("NP",), sizes=TINY)
+    with open(os.path.join(directory, _directory.SPEC_FILE), "w") as f:
         json.dump(spec, f)
     listing = sorted(os.listdir(directory))
-    asked = tuning.search_spec("adding", ("GRU",), sizes=TINY)
     with pytest.raises(ValueError, match="holds a different search .*cells"):
-        tuning.open_search(directory, asked, {"cells"})
+        _directory.open_search(directory, cells=("GRU",))
     with pytest.raises(ValueError, match="different search .*sizes.length"):
-        tuning.tune(directory, sizes={"length": 9}, given={"sizes.length"})
+        kgates.tune(directory, sizes={"length": 9})
+    with pytest.raises(ValueError, match="different search .*task"):
+        kgates.tune(directory, task="copy")
     assert sorted(os.listdir(directory)) == listing
-    assert json.load(open(os.path.join(directory, tuning.SPEC_FILE))) == spec
+    assert json.load(open(os.path.join(directory, _directory.SPEC_FILE))) == spec
     # Options not given come from the directory; the budget may change.
-    asked = tuning.search_spec("adding", ("GRU",), max_trials=20, sizes=TINY)
-    assert tuning.open_search(directory, asked, {"max_trials"}) == {**spec, "max_trials": 20}
+    assert _directory.open_search(directory, max_trials=20) == {**spec, "max_trials": 20}
+    assert _directory.open_search(directory, cells=["NP"], sizes={"length": 8}) == spec
 
     other = tmp_path / "photos"
     other.mkdir()
     (other / "cat.jpg").write_bytes(b"\xff\xd8")
     with pytest.raises(ValueError, match="not empty and holds no kgates search"):
-        tuning.tune(str(other), sizes=TINY)
+        kgates.tune(str(other), sizes=TINY)
     assert os.listdir(other) == ["cat.jpg"]
 
 
 @pytest.mark.parametrize("tuner", ["bayesian", "hyperband"])
 def test_other_tuners_keep_to_the_trial_budget(tmp_path, tuner):
     directory = str(tmp_path / tuner)
-    search = tuning.tune(
+    search = kgates.tune(
         directory,
         tuner=tuner,
         cells=("NP", "GRU"),

@@ -7,11 +7,12 @@ import time
 import keras
 import numpy as np
 
-from kgates.gru import GRUCell
-from kgates.lstm import VARIANTS, LSTMCell
-from kgates.tasks import adding_problem
-from kgates.tensorboard import SIGMOID_GATES, saturation
-from kgates.tracing import trace
+from kgates.cells._gru import GRUCell
+from kgates.cells._lstm import LSTMCell
+from kgates.cells._variants import VARIANTS
+from kgates.inspect._stats import SIGMOID_GATES, saturation
+from kgates.inspect._trace import trace
+from kgates.study._tasks import adding_problem
 
 CELLS = (*VARIANTS, "GRU")
 # Defaults: learns on a laptop CPU in about ten seconds.

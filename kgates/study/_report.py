@@ -14,10 +14,11 @@ import os
 import numpy as np
 from matplotlib.figure import Figure
 
-from kgates.lstm import VARIANTS
-from kgates.tuning import PROJECT, SPACE, stored_search
+from kgates.cells._variants import VARIANTS
+from kgates.inspect._stats import SIGMOID_GATES as GATES
+from kgates.study._directory import PROJECT, stored_search
+from kgates.study._hypermodel import SPACE
 
-GATES = ("i", "f", "o", "z", "r")
 MIN_TRIALS_FOR_IMPORTANCE = 6
 
 
@@ -30,7 +31,14 @@ def cell_label(values: dict) -> str:
 
 
 def load_trials(directory: str) -> list[dict]:
-    """Every trial of the search: id, status, score, hyperparameters, gate statistics."""
+    """Every trial of the search in `directory`.
+
+    Returns:
+        One dict per trial: `id`, `status`, `score`, `values` (its
+        hyperparameters), `cell` (see `cell_label`), `gates` (its final gate
+        statistics by layer), `message`, `completed` (finished with a finite
+        score) and `saturation` (see `trial_saturation`).
+    """
     trials = []
     for path in sorted(glob.glob(os.path.join(directory, PROJECT, "trial_*", "trial.json"))):
         with open(path) as f:
@@ -44,21 +52,22 @@ def load_trials(directory: str) -> list[dict]:
             k: v for k, v in data["hyperparameters"]["values"].items() if not k.startswith("tuner/")
         }
         score = data.get("score")
-        trials.append(
-            {
-                "id": data["trial_id"],
-                "status": data["status"],
-                "score": float(score) if score is not None else None,
-                "values": values,
-                "cell": cell_label(values),
-                "gates": gates,
-                "message": (data.get("message") or "").strip().splitlines()[-1:],
-            }
-        )
+        trial = {
+            "id": data["trial_id"],
+            "status": data["status"],
+            "score": float(score) if score is not None else None,
+            "values": values,
+            "cell": cell_label(values),
+            "gates": gates,
+            "message": (data.get("message") or "").strip().splitlines()[-1:],
+        }
+        trial["completed"] = completed(trial)
+        trial["saturation"] = trial_saturation(trial)
+        trials.append(trial)
     return trials
 
 
-def saturation(trial: dict) -> dict[str, float]:
+def trial_saturation(trial: dict) -> dict[str, float]:
     """Share of a trial's gate activations below 0.1 or above 0.9, by gate.
 
     Averaged over its layers; gates pinned by the variant are left out (a
@@ -124,7 +133,7 @@ def by_cell(trials: list[dict], direction: str) -> list[dict]:
         mine = [t for t in trials if t["cell"] == cell]
         scores = [t["score"] for t in mine if t["status"] == "COMPLETED" and t["score"] is not None]
         scores = [s for s in scores if np.isfinite(s)]
-        saturations = [saturation(t) for t in mine if t["status"] == "COMPLETED"]
+        saturations = [trial_saturation(t) for t in mine if t["status"] == "COMPLETED"]
         gates = sorted({g for s in saturations for g in s}, key=GATES.index)
         rows.append(
             {
@@ -237,7 +246,7 @@ def _open(directory: str) -> tuple[dict, list[dict]]:
 
 
 def _objective(spec: dict) -> tuple[str, str]:
-    from kgates.tasks import OBJECTIVES
+    from kgates.study._tasks import OBJECTIVES
 
     return OBJECTIVES[spec["task"]]
 

@@ -76,6 +76,14 @@ class GatedCellMixin:
         width = 1 + len(self.gate_names) if self._return_gates else 1
         self.output_size = self.units * width
 
+    def _cast_to(self, weight, x):
+        """`weight` as `x`'s dtype. Inside the cell's own computation that is the
+        compute dtype, which Keras's autocasting gives; float32 gates recomputed
+        inside a mixed-precision layer need the explicit cast."""
+        if keras.backend.standardize_dtype(x.dtype) == self.compute_dtype:
+            return weight
+        return ops.cast(weight, x.dtype)
+
     def _pinned(self, name: str, like):
         """The constant of a pinned gate, shaped and typed like `like`."""
         return ops.full_like(like, self.pin[name])

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 import keras
 from keras import ops
 
-from kgates.gates import (
+from kgates.cells._gates import (
     GatedCellMixin,
     check_pin,
     check_step_input_shape,
@@ -142,44 +142,54 @@ class GRUCell(GatedCellMixin, keras.layers.GRUCell):
                 constraint=self.bias_constraint,
             )
 
-    def _gate(self, name: str, x: dict, hu: dict, like):
+    def project(self, x, h_tm1) -> tuple[dict, dict]:
+        """`(x W + b, h_tm1 U [+ b_rec])`, each split by weighted gate.
+
+        Broadcasts over leading axes (one step, or all steps given every
+        h_tm1). Without `reset_after`, g's recurrent part comes after the
+        reset (`candidate`), so the second dict holds the sigmoid gates' only.
+        """
+        n = len(self.weighted_gates)
+        xw = ops.matmul(x, self._cast_to(self.kernel, x))
+        if self.use_bias:
+            xw = xw + self._cast_to(self.bias[0] if self.reset_after else self.bias, x)
+        xw = dict(zip(self.weighted_gates, ops.split(xw, n, axis=-1)))
+        if self.reset_after:
+            hu = ops.matmul(h_tm1, self._cast_to(self.recurrent_kernel, x))
+            if self.use_bias:
+                hu = hu + self._cast_to(self.bias[1], x)
+            return xw, dict(zip(self.weighted_gates, ops.split(hu, n, axis=-1)))
+        if n == 1:
+            return xw, {}
+        recurrent = self._cast_to(self.recurrent_kernel, x)[:, : self.units * (n - 1)]
+        return xw, dict(
+            zip(self.weighted_gates, ops.split(ops.matmul(h_tm1, recurrent), n - 1, -1))
+        )
+
+    def step_gates(self, xw: dict, hu: dict, h_tm1) -> tuple:
+        """`(z, r, g)` from the projections and the previous state."""
+        z = self._sigmoid_gate("z", xw, hu)
+        r = self._sigmoid_gate("r", xw, hu)
+        if self.reset_after:
+            return z, r, self.activation(xw["g"] + r * hu["g"])
+        n = len(self.weighted_gates)
+        recurrent = self._cast_to(self.recurrent_kernel, h_tm1)[:, self.units * (n - 1) :]
+        return z, r, self.activation(xw["g"] + ops.matmul(r * h_tm1, recurrent))
+
+    def _sigmoid_gate(self, name: str, xw: dict, hu: dict):
         if name in self.pin:
-            return self._pinned(name, like)
-        return self.recurrent_activation(x[name] + hu[name])
+            return self._pinned(name, xw["g"])
+        return self.recurrent_activation(xw[name] + hu[name])
 
     def call(self, inputs, states, training=False):
         h_tm1 = states[0] if isinstance(states, (list, tuple)) else states
         if training and 0.0 < self.dropout < 1.0:
             inputs = inputs * self.get_dropout_mask(inputs)
+        h_rec = h_tm1
         if training and 0.0 < self.recurrent_dropout < 1.0:
             h_rec = h_tm1 * self.get_recurrent_dropout_mask(h_tm1)
-        else:
-            h_rec = h_tm1
 
-        units, n = self.units, len(self.weighted_gates)
-        x = ops.matmul(inputs, self.kernel)
-        if self.use_bias:
-            x = ops.add(x, self.bias[0] if self.reset_after else self.bias)
-        x = dict(zip(self.weighted_gates, ops.split(x, n, axis=-1)))
-        if self.reset_after:
-            hu = ops.matmul(h_rec, self.recurrent_kernel)
-            if self.use_bias:
-                hu = ops.add(hu, self.bias[1])
-            hu = dict(zip(self.weighted_gates, ops.split(hu, n, axis=-1)))
-        elif n > 1:  # the gates' recurrent part; g's comes after the reset
-            hu = ops.matmul(h_rec, self.recurrent_kernel[:, : units * (n - 1)])
-            hu = dict(zip(self.weighted_gates, ops.split(hu, n - 1, axis=-1)))
-        else:
-            hu = {}
-
-        z = self._gate("z", x, hu, h_tm1)
-        r = self._gate("r", x, hu, h_tm1)
-        if self.reset_after:
-            g = self.activation(x["g"] + r * hu["g"])
-        else:
-            g = self.activation(
-                x["g"] + ops.matmul(r * h_rec, self.recurrent_kernel[:, units * (n - 1) :])
-            )
+        z, r, g = self.step_gates(*self.project(inputs, h_rec), h_rec)
         h = z * h_tm1 + (1.0 - z) * g
 
         new_state = [h] if isinstance(states, (list, tuple)) else h

@@ -7,7 +7,7 @@ training step quadratic in the number of steps; Keras's torch LSTM and GRU
 kernels for a CPU do that (at B=64, T=300, units=128 their train step takes
 20x as long as the loop below). Here a sequence is unbound once, each step
 is a few fused ops, and the scan has a hand-written backward (the same
-recurrence in reverse). Only imported on the torch backend.
+recurrence in reverse). Only imported on the torch backend, by `_backend`.
 """
 
 from __future__ import annotations
@@ -78,13 +78,15 @@ def _finish(outputs, last, states, return_sequences: bool):
     return last, outputs, states
 
 
-def lstm(inputs, h, c, cell, return_sequences: bool, go_backwards: bool):
-    """`keras.layers.LSTM`'s loop for `cell` (Keras's LSTM cell equations), in torch.
+def lstm(inputs, states, cell, return_sequences: bool, go_backwards: bool):
+    """`keras.layers.LSTM`'s loop for `cell`, in torch: a speed copy of
+    `LSTMCell.project`, `write_gates` and `output_gate` for Keras's own LSTM
+    (tests/test_fused.py holds it to Keras's layer).
 
-    Same arguments and results as Keras's torch `backend.lstm` without a mask:
-    `(last_h, outputs, [h, c])`, outputs in processing order.
+    As Keras's torch `backend.lstm` without a mask: `states` is `[h, c]`;
+    returns `(last_h, outputs, [h, c])`, outputs in processing order.
     """
-    projected, (h, c), recurrent, act, rec = _prepare(cell, inputs, (h, c), go_backwards)
+    projected, (h, c), recurrent, act, rec = _prepare(cell, inputs, states, go_backwards)
     if cell.use_bias:
         projected = projected + keras.ops.convert_to_tensor(cell.bias)
     outputs = []
@@ -96,12 +98,14 @@ def lstm(inputs, h, c, cell, return_sequences: bool, go_backwards: bool):
     return _finish(outputs, h, [h, c], return_sequences)
 
 
-def gru(inputs, h, cell, return_sequences: bool, go_backwards: bool):
-    """`keras.layers.GRU`'s loop (reset_after=True) for `cell`, in torch.
+def gru(inputs, states, cell, return_sequences: bool, go_backwards: bool):
+    """`keras.layers.GRU`'s loop (reset_after=True) for `cell`, in torch: a speed
+    copy of `GRUCell.project` and `step_gates` for Keras's own GRU.
 
-    As Keras's torch `backend.gru` without a mask: `(last_h, outputs, [h])`.
+    As Keras's torch `backend.gru` without a mask: `states` is `[h]`; returns
+    `(last_h, outputs, [h])`.
     """
-    projected, (h,), recurrent, act, rec = _prepare(cell, inputs, (h,), go_backwards)
+    projected, (h,), recurrent, act, rec = _prepare(cell, inputs, states, go_backwards)
     recurrent_bias = None
     if cell.use_bias:
         bias = keras.ops.convert_to_tensor(cell.bias)

@@ -28,7 +28,7 @@ def heatmap(
     """
     from matplotlib import colormaps
 
-    from kgates.summary import png_bytes
+    from kgates.inspect._events import png_bytes
 
     values = np.asarray(values, np.float64)
     finite = np.isfinite(values)

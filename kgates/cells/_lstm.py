@@ -3,75 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import keras
 from keras import activations, initializers, ops
 
-from kgates.gates import (
+from kgates.cells._gates import (
     GatedCellMixin,
     check_pin,
     check_step_input_shape,
     check_units,
 )
-
-# Each preset is only a combination of the general options (DESIGN.md §2).
-VARIANTS: dict[str, dict[str, Any]] = {
-    "V": {"peephole": True},
-    "NP": {},
-    "NIG": {"peephole": True, "pin": {"i": 1.0}},
-    "NFG": {"peephole": True, "pin": {"f": 1.0}},
-    "NOG": {"peephole": True, "pin": {"o": 1.0}},
-    "NIAF": {"peephole": True, "input_activation": None},
-    "NOAF": {"peephole": True, "output_activation": None},
-    "CIFG": {"peephole": True, "coupled": True},
-    "FGR": {"peephole": True, "gate_recurrence": True},
-}
-
-_OPTION_DEFAULTS: dict[str, Any] = {
-    "peephole": False,
-    "pin": {},
-    "coupled": False,
-    "input_activation": "default",
-    "output_activation": "default",
-    "gate_recurrence": False,
-}
-# An option left at this value was not given: the variant's value (or the
-# default) applies.
-_UNSET: dict[str, Any] = {
-    "peephole": None,
-    "pin": None,
-    "coupled": None,
-    "input_activation": "default",
-    "output_activation": "default",
-    "gate_recurrence": None,
-}
-
-
-def _resolve_options(variant: str | None, given: dict[str, Any]) -> dict[str, Any]:
-    if variant is None:
-        preset = {}
-    elif variant not in VARIANTS:
-        raise ValueError(
-            f"LSTMCell: unknown `variant` {variant!r}; expected one of {tuple(VARIANTS)} "
-            "(Greff et al. 2015; see kgates.VARIANTS)."
-        )
-    else:
-        preset = VARIANTS[variant]
-    options = {}
-    for name, default in _OPTION_DEFAULTS.items():
-        value = given[name]
-        if value is _UNSET[name] or (isinstance(value, str) and value == "default"):
-            options[name] = preset.get(name, default)
-        else:
-            if name in preset and preset[name] != value:
-                raise ValueError(
-                    f"LSTMCell: variant={variant!r} sets `{name}`={preset[name]!r}, "
-                    f"which conflicts with the given `{name}`={value!r}. Pass either "
-                    "the variant or the options."
-                )
-            options[name] = value
-    return options
+from kgates.cells._variants import OPTION_DEFAULTS, VARIANTS, resolve_options
 
 
 @keras.saving.register_keras_serializable(package="kgates")
@@ -195,7 +137,7 @@ class LSTMCell(GatedCellMixin, keras.layers.LSTMCell):
         )
         # One dropout mask for the inputs and one for h, whatever the rates.
         self.dropout_mask_count = None
-        options = _resolve_options(
+        options = resolve_options(
             variant,
             {
                 "peephole": peephole,
@@ -245,7 +187,7 @@ class LSTMCell(GatedCellMixin, keras.layers.LSTMCell):
             "gate_recurrence": self.gate_recurrence,
         }
         for name, preset in VARIANTS.items():
-            if current == {**_OPTION_DEFAULTS, **preset}:
+            if current == {**OPTION_DEFAULTS, **preset}:
                 return name
         return None
 
@@ -306,10 +248,45 @@ class LSTMCell(GatedCellMixin, keras.layers.LSTMCell):
         ]
         return ops.concatenate(parts)
 
-    def _gate(self, name: str, z: dict, peep):
+    def project(self, x, h_tm1, gates_tm1=None) -> dict:
+        """`z = x W + h_tm1 U + b`, split by weighted gate (`{"i": ..., "f": ...}`).
+
+        Broadcasts over leading axes: `x` `(batch, features)` for one step or
+        `(batch, time, features)` for all steps at once (given every h_tm1).
+        With `gate_recurrence`, `gates_tm1` (the previous i, f, o) adds its term.
+        """
+        z = ops.matmul(x, self._cast_to(self.kernel, x)) + ops.matmul(
+            h_tm1, self._cast_to(self.recurrent_kernel, x)
+        )
+        if self.use_bias:
+            z = z + self._cast_to(self.bias, x)
+        z = dict(zip(self.weighted_gates, ops.split(z, len(self.weighted_gates), axis=-1)))
+        if self.gate_recurrence:
+            extra = ops.matmul(gates_tm1, self._cast_to(self.gate_recurrent_kernel, x))
+            for name, term in zip(
+                self.recurrent_gates, ops.split(extra, len(self.recurrent_gates), axis=-1)
+            ):
+                z[name] = z[name] + term
+        return z
+
+    def write_gates(self, z: dict, c_tm1=None) -> tuple:
+        """`(i, f, g)` from the projection: what is written into c, and what is kept.
+
+        `c_tm1` is read only by peepholes, so without them this runs over all
+        steps at once.
+        """
+        i = self._sigmoid_gate("i", z, c_tm1)
+        f = 1.0 - i if self.coupled else self._sigmoid_gate("f", z, c_tm1)
+        return i, f, self.input_activation(z["g"])
+
+    def output_gate(self, z: dict, c):
+        """`o` from the projection (and `c` through its peephole)."""
+        return self._sigmoid_gate("o", z, c)
+
+    def _sigmoid_gate(self, name: str, z: dict, peep):
         """A sigmoid gate: pinned constant, or activation of its pre-activation."""
         if name in self.pin:
-            return self._pinned(name, peep)
+            return self._pinned(name, z["g"])
         if self.peephole:
             return self.recurrent_activation(z[name] + getattr(self, f"peephole_{name}") * peep)
         return self.recurrent_activation(z[name])
@@ -321,24 +298,12 @@ class LSTMCell(GatedCellMixin, keras.layers.LSTMCell):
         if training and 0.0 < self.recurrent_dropout < 1.0:
             h_tm1 = h_tm1 * self.get_recurrent_dropout_mask(h_tm1)
 
-        z = ops.add(ops.matmul(inputs, self.kernel), ops.matmul(h_tm1, self.recurrent_kernel))
-        if self.use_bias:
-            z = ops.add(z, self.bias)
-        z = dict(zip(self.weighted_gates, ops.split(z, len(self.weighted_gates), axis=-1)))
-        if self.gate_recurrence:
-            extra = ops.matmul(states[2], self.gate_recurrent_kernel)
-            for name, term in zip(
-                self.recurrent_gates, ops.split(extra, len(self.recurrent_gates), axis=-1)
-            ):
-                z[name] = z[name] + term
-
-        i = self._gate("i", z, c_tm1)
-        f = 1.0 - i if self.coupled else self._gate("f", z, c_tm1)
-        g = self.input_activation(z["g"])
+        z = self.project(inputs, h_tm1, states[2] if self.gate_recurrence else None)
+        i, f, g = self.write_gates(z, c_tm1)
         c = f * c_tm1 + i * g
         if c_delta is not None:  # a probe for dL/dc_t (kgates.gradient_flow)
             c = c + c_delta
-        o = self._gate("o", z, c)
+        o = self.output_gate(z, c)
         h = o * self.output_activation(c)
 
         gates = {"i": i, "f": f, "g": g, "o": o, "c": c}

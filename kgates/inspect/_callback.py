@@ -9,34 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 import keras
 import numpy as np
 
-from kgates import plots
-from kgates.gradflow import GradientFlow, reach
-from kgates.summary import EventWriter, NumpySummary
-from kgates.tracing import Tracer
+from kgates.inspect._events import EventWriter, NumpySummary
+from kgates.inspect._gradflow import GradientFlow, reach
+from kgates.inspect._stats import SIGMOID_GATES, gate_statistics, unit_saturation, valid_values
+from kgates.inspect._trace import Tracer
 
-SIGMOID_GATES = ("i", "f", "o", "z", "r")
-LOW, HIGH = 0.1, 0.9  # saturation thresholds (Karpathy et al. 2015)
 TRACED_UNITS = 6  # lines in the cell-state trace plot
-
-
-def saturation(values) -> tuple[float, float]:
-    """Shares of the (unmasked, finite) activations below 0.1 and above 0.9."""
-    data = np.ma.masked_invalid(values).compressed()
-    if data.size == 0:
-        return float("nan"), float("nan")
-    return float((data < LOW).mean()), float((data > HIGH).mean())
-
-
-def unit_saturation(values) -> tuple[np.ndarray, np.ndarray]:
-    """Per unit, over samples and steps: shares below 0.1 and above 0.9."""
-    values = np.ma.masked_invalid(values).reshape(-1, values.shape[-1])
-    return (values < LOW).mean(axis=0).filled(np.nan), (values > HIGH).mean(axis=0).filled(np.nan)
-
-
-def forget_closed(f, share: float = 0.9) -> float:
-    """Share of units whose forget gate is below 0.1 for at least 90% of steps."""
-    left, _ = unit_saturation(f)
-    return float(np.mean(left >= share))
 
 
 class TensorBoard(keras.callbacks.TensorBoard):
@@ -200,7 +178,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
         if self.gate_freq:
             self._check_probe(model)
             self._tracer = Tracer(model, self.layers)
-            self._flow = GradientFlow(model, self._tracer) if self.gradients else None
+            self._flow = GradientFlow(model, walk=self._tracer.walk) if self.gradients else None
 
     def _check_probe(self, model):
         try:
@@ -273,6 +251,8 @@ class TensorBoard(keras.callbacks.TensorBoard):
 
 
 def _draw(writer: EventWriter, traced: dict, flows: dict, step: int) -> None:
+    from kgates.inspect import _plots as plots  # matplotlib, only when drawing
+
     for part, gates in traced.items():
         write_gate_images(writer, part, gates, step)
         if part in flows:
@@ -283,28 +263,17 @@ def _draw(writer: EventWriter, traced: dict, flows: dict, step: int) -> None:
 
 
 def write_gate_summaries(writer: EventWriter, part: str, gates: dict, step: int) -> dict:
-    """Histograms and scalars of one layer's traced gates; returns the scalars by gate."""
-    nonfinite = 0
-    stats = {}
+    """Histograms and scalars of one layer's traced gates; returns its statistics."""
+    stats = gate_statistics(gates)
     for name, values in gates.items():
-        data = np.ma.getdata(values)[~np.ma.getmaskarray(values)]
-        finite = np.isfinite(data)
-        nonfinite += int(data.size - finite.sum())
-        data = data[finite]
-        writer.histogram(f"gates/{part}/{name}", data, step)
-        mean = float(data.mean()) if data.size else float("nan")
-        writer.scalar(f"gate_mean/{part}/{name}", mean, step)
-        stats[name] = {"mean": mean}
-        if name in SIGMOID_GATES:
-            left, right = saturation(values)
-            writer.scalar(f"saturation/{part}/{name}/left", left, step)
-            writer.scalar(f"saturation/{part}/{name}/right", right, step)
-            stats[name].update(left=float(left), right=float(right))
-    if "f" in gates:
-        stats["forget_closed"] = float(forget_closed(gates["f"]))
+        writer.histogram(f"gates/{part}/{name}", valid_values(values), step)
+        writer.scalar(f"gate_mean/{part}/{name}", stats[name]["mean"], step)
+        if "left" in stats[name]:
+            writer.scalar(f"saturation/{part}/{name}/left", stats[name]["left"], step)
+            writer.scalar(f"saturation/{part}/{name}/right", stats[name]["right"], step)
+    if "forget_closed" in stats:
         writer.scalar(f"forget_closed/{part}", stats["forget_closed"], step)
-    writer.scalar(f"nonfinite/{part}", nonfinite, step)
-    stats["nonfinite"] = nonfinite
+    writer.scalar(f"nonfinite/{part}", stats["nonfinite"], step)
     return stats
 
 
@@ -317,6 +286,8 @@ def _first_sample(values) -> np.ndarray:
 
 def write_gate_images(writer: EventWriter, part: str, gates: dict, step: int) -> None:
     """Heatmaps, traces and the saturation scatter of one layer's gates."""
+    from kgates.inspect import _plots as plots
+
     state_name = "c" if "c" in gates else "h"
     state = _first_sample(gates[state_name])
     if state.size:

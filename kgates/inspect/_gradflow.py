@@ -14,76 +14,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from kgates.gates import GatedCellMixin
-from kgates.gru import GRUCell
-from kgates.lstm import LSTMCell
-from kgates.tracing import RecurrentPart, Tracer
-
-
-def equivalent_cell(cell) -> GatedCellMixin:
-    """A built kgates cell computing what `cell` computes, with its weights."""
-    if isinstance(cell, GatedCellMixin):
-        clone = type(cell).from_config({**cell.get_config(), "return_gates": False})
-    elif isinstance(cell, keras.layers.LSTMCell):
-        clone = LSTMCell.from_config(cell.get_config())
-    elif isinstance(cell, keras.layers.GRUCell):
-        clone = GRUCell.from_config(cell.get_config())
-    elif isinstance(cell, keras.layers.SimpleRNNCell):
-        # A GRU with r = 1 and z = 0 is a plain RNN with the candidate's weights.
-        clone = GRUCell(
-            cell.units,
-            activation=cell.activation,
-            use_bias=cell.use_bias,
-            reset_after=False,
-            pin={"z": 0.0, "r": 1.0},
-        )
-    else:
-        raise TypeError(f"kgates: no kgates equivalent for cell {type(cell).__name__}.")
-    clone.build((None, cell.kernel.shape[0]))
-    clone.set_weights(cell.get_weights())
-    return clone
-
-
-def compiled_gradient(fn, owner):
-    """`grad(deltas, *args)`: d fn(deltas, *args) / d deltas, compiled by the backend.
-
-    `deltas` is a list of tensors; `owner` is the layer or model whose
-    variables `fn` reads (JAX reads them statelessly, so new weights need no
-    recompilation). The one backend-specific piece of kgates.
-    """
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        @tf.function(reduce_retracing=True)
-        def grad(deltas, *args):
-            with tf.GradientTape() as tape:
-                tape.watch(deltas)
-                value = fn(deltas, *args)
-            return tape.gradient(value, deltas, unconnected_gradients="zero")
-
-        return grad
-    if backend == "jax":
-        import jax
-
-        variables = list(owner.variables)
-
-        def stateless(values, deltas, *args):
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-                return fn(deltas, *args)
-
-        jitted = jax.jit(jax.grad(stateless, argnums=1))
-        return lambda deltas, *args: jitted([v.value for v in variables], deltas, *args)
-    if backend == "torch":
-        import torch
-
-        def grad(deltas, *args):
-            deltas = [d.detach().requires_grad_(True) for d in deltas]
-            grads = torch.autograd.grad(fn(deltas, *args), deltas, allow_unused=True)
-            return [torch.zeros_like(d) if g is None else g for d, g in zip(deltas, grads)]
-
-        return grad
-    raise NotImplementedError(f"kgates: gradient flow needs autodiff; backend {backend!r}.")
+from kgates.cells._backend import compiled_gradient
+from kgates.cells._equivalent import copy_weights, equivalent_cell
+from kgates.cells._lstm import LSTMCell
+from kgates.inspect._walk import ModelWalk, RecurrentPart
 
 
 def _loss_fn(model: keras.Model, with_targets: bool):
@@ -178,19 +112,30 @@ class GradientFlow:
     """Measures gradient flow of a model's recurrent layers; reusable across calls.
 
     Compiles (tf.function, jax.jit) its two gradient computations on first use;
-    each call reads the current weights.
+    each call reads the current weights. `kgates.gradient_flow` is the one-off form.
+
+    Args:
+        model: a functional or Sequential Keras model built on `keras.Input`.
+        layers: optional name or names of the recurrent layers to measure.
+        walk: the model's `ModelWalk`, when one exists already (e.g. a `Tracer`'s).
+
+    Example:
+
+    >>> flow = kgates.GradientFlow(model)
+    >>> flow(x[:32], y[:32])["lstm"]["c"].shape
+    (20,)
     """
 
-    def __init__(self, model: keras.Model, tracer: Tracer | None = None, layers=None):
+    def __init__(self, model: keras.Model, layers=None, walk: ModelWalk | None = None):
         self.model = model
-        self.tracer = tracer or Tracer(model, layers)
+        self.walk = walk or ModelWalk(model, layers)
         self._upstream = {}
         self._cells = {}
         self._flows = {}
 
     def upstream(self, x, y=None) -> dict:
         """dL/d(output) of every traced layer, in the layer's own output layout."""
-        parts = self.tracer.parts
+        parts = self.walk.parts
         names = [p.name for p in parts]
         loss_fn = _loss_fn(self.model, y is not None)
         patch = _Patched(parts)
@@ -214,7 +159,8 @@ class GradientFlow:
         cell = self._cells.get(part.name)
         if cell is None:
             cell = self._cells[part.name] = equivalent_cell(part.cell)
-        cell.set_weights(part.cell.get_weights())
+        else:
+            copy_weights(part.cell, cell)
         has_c = isinstance(cell, LSTMCell)
         if part.name not in self._flows:
             self._flows[part.name] = compiled_gradient(_flow_fn(cell, has_c), cell)
@@ -243,10 +189,10 @@ class GradientFlow:
         return result
 
     def __call__(self, x, y=None, mask=None) -> dict:
-        inputs, mask = self.tracer.layer_inputs(x, mask)
+        inputs, mask = self.walk.layer_inputs(x, mask)
         upstream = self.upstream(x, y)
         flows = {}
-        for part in self.tracer.parts:
+        for part in self.walk.parts:
             xs = inputs[part.name]
             part_mask = mask if mask is not None and mask.shape[1] == xs.shape[1] else None
             flows[part.name] = self.part(part, xs, part_mask, upstream[part.name])

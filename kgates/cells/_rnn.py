@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from kgates.gates import split_gates
+from kgates.cells._gates import split_gates
 
 
 def stepped_with_last_real_step(inner_loop, layer, sequences, initial_state, mask, training):

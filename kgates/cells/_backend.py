@@ -1,0 +1,134 @@
+"""Everything in kgates that asks which Keras backend runs: one module.
+
+The rest of kgates is written in `keras.ops`. What cannot be: which device a
+tensor lives on, the fastest scan per backend, torch's own loops (a speed
+copy of the cell equations, `_torch.py`), and a compiled gradient with
+respect to extra inputs (each backend's autodiff).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+from keras import ops
+
+SCANS = ("associative", "doubling", "sequential")
+
+
+def name() -> str:
+    """The running Keras backend: "tensorflow", "jax" or "torch"."""
+    return keras.backend.backend()
+
+
+def accelerator_available() -> bool:
+    """Whether the Keras backend sees a GPU (where fused kernels run)."""
+    backend = name()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return bool(tf.config.list_logical_devices("GPU"))
+        if backend == "jax":
+            import jax
+
+            return jax.default_backend() == "gpu"
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.is_available()
+    except Exception:  # noqa: BLE001 - no device query: no accelerator
+        return False
+    return False
+
+
+def device_of(x) -> str:
+    """ "gpu" or "cpu": where `x` is computed (torch: its device; others: the default)."""
+    if name() == "torch":
+        return "gpu" if ops.convert_to_tensor(x).device.type == "cuda" else "cpu"
+    return "gpu" if accelerator_available() else "cpu"
+
+
+def default_scan() -> str:
+    """The faster `linear_scan` method here (experiments/BENCHMARKS.md): sequential on
+    torch (whose associative scan builds its intermediates on the CPU) and on
+    TensorFlow without a GPU, associative elsewhere."""
+    backend = name()
+    if backend == "torch" or (backend == "tensorflow" and not accelerator_available()):
+        return "sequential"
+    return "associative"
+
+
+def native_sequential_scan(a, b):
+    """torch's sequential scan (one addcmul a step, the reverse recurrence as its
+    backward), or None where `keras.ops.scan` is the right loop."""
+    if name() != "torch":
+        return None
+    from kgates.cells import _torch
+
+    return _torch.linear_scan(a, b)
+
+
+def torch_loop(family: str) -> Callable:
+    """kgates's torch loop for "lstm" or "gru" (see `_torch.py`)."""
+    from kgates.cells import _torch
+
+    return {"lstm": _torch.lstm, "gru": _torch.gru}[family]
+
+
+def cudnn_blocks_jit(cell, unroll: bool, use_cudnn) -> bool:
+    """Whether a layer must be marked not XLA-compilable at construction, as Keras
+    marks its own LSTM/GRU: on TensorFlow, where cuDNN can run (a GPU, Keras's
+    activations, a bias, no unrolling; a GRU with reset_after=True)."""
+    if name() != "tensorflow" or use_cudnn not in ("auto", True):
+        return False
+    supported = (
+        cell.activation is keras.activations.tanh
+        and cell.recurrent_activation is keras.activations.sigmoid
+        and cell.use_bias
+        and not unroll
+        and getattr(cell, "reset_after", True)
+    )
+    return bool(supported) and accelerator_available()
+
+
+def compiled_gradient(fn: Callable, owner) -> Callable:
+    """`grad(deltas, *args)`: d fn(deltas, *args) / d deltas, compiled by the backend.
+
+    `deltas` is a list of tensors; `owner` is the layer or model whose
+    variables `fn` reads (JAX reads them statelessly, so new weights need no
+    recompilation).
+    """
+    backend = name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function(reduce_retracing=True)
+        def grad(deltas, *args):
+            with tf.GradientTape() as tape:
+                tape.watch(deltas)
+                value = fn(deltas, *args)
+            return tape.gradient(value, deltas, unconnected_gradients="zero")
+
+        return grad
+    if backend == "jax":
+        import jax
+
+        variables = list(owner.variables)
+
+        def stateless(values, deltas, *args):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return fn(deltas, *args)
+
+        jitted = jax.jit(jax.grad(stateless, argnums=1))
+        return lambda deltas, *args: jitted([v.value for v in variables], deltas, *args)
+    if backend == "torch":
+        import torch
+
+        def grad(deltas, *args):
+            deltas = [d.detach().requires_grad_(True) for d in deltas]
+            grads = torch.autograd.grad(fn(deltas, *args), deltas, allow_unused=True)
+            return [torch.zeros_like(d) if g is None else g for d, g in zip(deltas, grads)]
+
+        return grad
+    raise NotImplementedError(f"kgates: gradients need autodiff; backend {backend!r} has none.")

@@ -1,0 +1,100 @@
+"""Exact gates from a recurrent layer's inputs and outputs, for all steps at once.
+
+An LSTM's or GRU's gates are a pure function of (x_t, h_tm1): given the whole h
+sequence, every gate of every step comes out of the cell's own projection over
+all B*T rows, and the LSTM's cell state out of a scan of the linear recurrence
+c_t = f_t * c_tm1 + i_t * g_t (DESIGN.md §4). `kgates.LSTM`/`GRU` use it after a
+fused kernel.
+"""
+
+from __future__ import annotations
+
+from keras import ops
+
+from kgates.cells import _backend
+from kgates.cells._backend import SCANS
+
+
+def linear_scan(a, b, method: str | None = None):
+    """s_t = a_t * s_tm1 + b_t along axis 1 of (B, T, ...) tensors, from s_0 = 0.
+
+    Args:
+        a, b: tensors of the same shape `(batch, time, ...)`.
+        method: "associative" (keras.ops.associative_scan: log2(T) elementwise
+            passes over the whole sequence), "doubling" (the same number of
+            passes written with shifted copies: each step composes with the
+            one 1, 2, 4, ... steps back; needs a static T) or "sequential"
+            (T steps of one fused multiply-add). Default: the faster on this
+            backend and device (experiments/BENCHMARKS.md).
+
+    Returns:
+        `s`, shaped as `b`.
+    """
+    a, b = ops.convert_to_tensor(a), ops.convert_to_tensor(b)
+    method = _backend.default_scan() if method is None else method
+    if method not in SCANS:
+        raise ValueError(f"linear_scan: `method` must be one of {SCANS}, got {method!r}.")
+    if method == "associative":
+
+        def combine(earlier, later):
+            return earlier[0] * later[0], later[0] * earlier[1] + later[1]
+
+        s = ops.associative_scan(combine, (a, b), axis=1)[1]
+    elif method == "doubling":
+        steps = b.shape[1]
+        if steps is None:
+            raise ValueError(
+                "linear_scan: method='doubling' needs a static number of steps; "
+                "use 'associative' or 'sequential' for a variable T."
+            )
+        # (a_t, b_t) maps s_{t-d} to s_t; composing with the map d steps back
+        # (identity before the start) doubles d until it covers the sequence.
+        d = 1
+        while d < steps:
+            b = a * ops.concatenate([ops.zeros_like(b[:, :d]), b[:, :-d]], axis=1) + b
+            a = a * ops.concatenate([ops.ones_like(a[:, :d]), a[:, :-d]], axis=1)
+            d *= 2
+        s = b
+    else:
+        s = _backend.native_sequential_scan(a, b)
+        if s is None:
+
+            def step(s_tm1, ab):
+                s_t = ab[0] * s_tm1 + ab[1]
+                return s_t, s_t
+
+            a_t, b_t = ops.swapaxes(a, 0, 1), ops.swapaxes(b, 0, 1)
+            s = ops.swapaxes(ops.scan(step, ops.zeros_like(b_t[0]), (a_t, b_t))[1], 0, 1)
+    return ops.reshape(s, ops.shape(b))  # TensorFlow graphs lose the static rank
+
+
+def previous_states(h, mask=None):
+    """h_tm1 for every step: the last unmasked h before t (zeros at the start)."""
+    if mask is not None:
+        m = ops.cast(mask, h.dtype)[..., None]
+        h = linear_scan(1.0 - m, m * h)
+    return ops.concatenate([ops.zeros_like(h[:, :1]), h[:, :-1]], axis=1)
+
+
+def lstm_gates(cell, x, h, mask=None) -> dict:
+    """An LSTM cell's gates recomputed from its inputs `x` and outputs `h` (B, T, .).
+
+    The cell's own `project`, `write_gates` and `output_gate` run over all
+    steps at once; c comes out of one scan. No peepholes or gate recurrence
+    (the fused kernel's LSTM).
+    """
+    z = cell.project(x, previous_states(h, mask))
+    i, f, g = cell.write_gates(z)
+    if mask is None:
+        c = linear_scan(f, i * g)
+    else:  # a masked step keeps c: c_t = 1 * c_tm1 + 0
+        m = ops.cast(mask, "bool")[..., None]
+        c = linear_scan(ops.where(m, f, 1.0), ops.where(m, i * g, 0.0))
+    return {"i": i, "f": f, "g": g, "o": cell.output_gate(z, c), "c": c}
+
+
+def gru_gates(cell, x, h, mask=None) -> dict:
+    """A GRU cell's gates recomputed from its inputs `x` and outputs `h` (B, T, .)."""
+    h_tm1 = previous_states(h, mask)
+    z, r, g = cell.step_gates(*cell.project(x, h_tm1), h_tm1)
+    return {"z": z, "r": r, "g": g}

@@ -1,0 +1,177 @@
+"""Every gate of every recurrent layer of a model, as NumPy arrays.
+
+Each traced layer gets a twin with its weights that returns h and every gate:
+a `kgates.LSTM`/`GRU` with `return_gates` (`equivalent_layer`), for stock Keras
+layers and cells too. The twin's path chooser recomputes the gates exactly
+from a fused kernel's h where that is the faster forward pass (DESIGN.md §4),
+and steps the kgates cell elsewhere.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from kgates.cells._equivalent import copy_weights, equivalent_layer
+from kgates.cells._gates import split_gates
+from kgates.inspect._walk import ModelWalk, RecurrentPart
+
+
+class PartGates(keras.layers.Layer):
+    """A recurrent part's h and gates, packed, in the input's time order.
+
+    Holds the part's twin (`equivalent_layer`) and returns `"packed"`: h then the
+    gates along the last axis, `(batch, time, units * (1 + gates))`, float32
+    (one array per part to bring to the host, split there), and `"_valid"`:
+    1 at real steps, 0 at padded ones (whose outputs are zeros).
+    """
+
+    def __init__(self, part: RecurrentPart, **kwargs):
+        super().__init__(dtype="float32", **kwargs)
+        layer = part.layer
+        self.source = layer.cell
+        self.rnn = equivalent_layer(
+            layer,
+            part.sequence_input.shape,
+            return_sequences=True,
+            return_gates=True,
+            gate_path=getattr(layer, "gate_path", "auto"),
+        )
+        self.backwards = layer.go_backwards
+        self.state_only = isinstance(self.source, keras.layers.SimpleRNNCell)
+        self.supports_masking = True
+
+    def call(self, x, mask=None):
+        packed = ops.cast(self.rnn(x, mask=mask), "float32")
+        if self.backwards:  # the twin's outputs are in processing order
+            packed = ops.flip(packed, axis=1)
+        if mask is None:
+            valid = ops.ones(ops.shape(x)[:2], "float32")
+        else:
+            valid = ops.cast(mask, "float32")
+            packed = packed * valid[..., None]
+        return {"packed": packed, "_valid": valid}
+
+    def compute_mask(self, x, mask=None):
+        return None
+
+    def compute_output_spec(self, x, mask=None):
+        return {
+            "packed": keras.KerasTensor((*x.shape[:2], self.rnn.cell.output_size), "float32"),
+            "_valid": keras.KerasTensor(tuple(x.shape[:2]), "float32"),
+        }
+
+    def split(self, packed: np.ndarray) -> dict:
+        """`{"h": ..., gate: ...}`: views of a packed NumPy array."""
+        gates = split_gates(packed, self.rnn)
+        return {"h": gates["h"]} if self.state_only else gates  # a SimpleRNN has no gates
+
+
+class Tracer:
+    """Traces the gates of a model's recurrent layers; reusable across calls.
+
+    Built once per model: one Keras model that returns every gate of every
+    traced layer, which Keras compiles (tf.function, jax.jit) on first use
+    unless `compiled=False`. Each call copies the current weights in (on the
+    device). `kgates.trace` is the one-off, uncompiled form.
+
+    Args:
+        model: a functional or Sequential Keras model built on `keras.Input`.
+        layers: optional name or names of the recurrent layers to trace.
+        compiled: let Keras compile the trace. Default: True.
+
+    Example:
+
+    >>> tracer = kgates.Tracer(model)
+    >>> tracer(x[:64])["lstm"]["f"].shape
+    (64, 20, 8)
+    """
+
+    def __init__(self, model: keras.Model, layers=None, compiled: bool = True):
+        self.walk = ModelWalk(model, layers)
+        self.model = model
+        self.compiled = compiled
+        self.parts = self.walk.parts
+        self._gates = {p.name: PartGates(p) for p in self.parts}
+        self._models = {}
+
+    def _gate_model(self, explicit_mask: bool, steps=None) -> keras.Model:
+        key = (explicit_mask, steps)
+        if key not in self._models:
+            inputs = self.walk.structure
+            mask = None
+            if explicit_mask:
+                mask = keras.Input((steps,), dtype="bool", name="kgates_mask")
+                inputs = [self.walk.structure, mask]
+            outputs = {}
+            for part in self.parts:
+                x = part.sequence_input
+                kwargs = {}
+                if mask is not None and x.shape[1] == steps:
+                    kwargs["mask"] = mask
+                for name, value in self._gates[part.name](x, **kwargs).items():
+                    outputs[f"{part.name}/{name}"] = value
+            self._models[key] = keras.Model(inputs, outputs, name="kgates_trace")
+        return self._models[key]
+
+    def __call__(self, x, mask=None) -> dict:
+        for gates in self._gates.values():
+            copy_weights(gates.source, gates.rnn.cell)
+        if mask is None:
+            model, inputs = self._gate_model(False), x
+        else:
+            mask = np.asarray(ops.convert_to_numpy(mask), bool)
+            model, inputs = self._gate_model(True, mask.shape[1]), [x, mask]
+        if self.compiled:
+            out = model.predict_on_batch(inputs)
+        else:
+            out = {k: ops.convert_to_numpy(v) for k, v in model(inputs).items()}
+        result = {}
+        for part in self.parts:
+            arrays = self._gates[part.name].split(np.asarray(out[f"{part.name}/packed"]))
+            valid = np.asarray(out[f"{part.name}/_valid"]) > 0.5
+            result[part.name] = _masked(arrays, None if valid.all() else valid)
+        return result
+
+
+def _masked(arrays: dict, mask) -> dict:
+    """NumPy masked arrays: padded steps are masked, never data."""
+    if mask is None:
+        return {k: np.ma.masked_array(v) for k, v in arrays.items()}
+    padded = np.broadcast_to(~mask.astype(bool)[..., None], next(iter(arrays.values())).shape)
+    return {
+        k: np.ma.masked_array(np.where(padded, v.dtype.type(0), v), mask=padded)
+        for k, v in arrays.items()
+    }
+
+
+def trace(model: keras.Model, x, mask=None, layers=None) -> dict:
+    """Every gate sequence of every recurrent layer of `model`.
+
+    Works on models built with kgates cells (with or without `return_gates`)
+    and on stock `keras.layers.LSTM`, `GRU` and `SimpleRNN` layers, whose gates
+    are recomputed exactly from their weights, inputs and outputs.
+
+    Args:
+        model: a functional or Sequential Keras model built on `keras.Input`.
+        x: a batch of model inputs.
+        mask: optional `(batch, time)` boolean mask of real (True) and padded
+            (False) steps. Default: the mask of the model's `Masking` or
+            `Embedding(mask_zero=True)` layer, if it has one.
+        layers: optional name or names of the layers to trace. Default: all.
+
+    Returns:
+        `{layer_name: {"h": ..., gate: ...}}` of NumPy masked arrays `(batch,
+        time, units)` in the input's time order (also for `go_backwards`);
+        padded steps are masked. A `Bidirectional` layer gives
+        `"{name}/forward"` and `"{name}/backward"`; a `SimpleRNN` only `"h"`.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((20, 5)), keras.layers.LSTM(8)])
+    >>> gates = kgates.trace(model, np.ones((4, 20, 5)))
+    >>> gates["lstm"]["f"].shape
+    (4, 20, 8)
+    """
+    return Tracer(model, layers, compiled=False)(x, mask)

@@ -1,0 +1,139 @@
+"""The one walk over a model's recurrent layers, shared by tracing and gradient flow."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import keras
+from keras import ops
+
+from kgates.cells._equivalent import STOCK_CELLS
+from kgates.cells._gates import GatedCellMixin
+
+
+@dataclass
+class RecurrentPart:
+    """One recurrent layer of a model (a Bidirectional wrapper has two)."""
+
+    name: str
+    layer: keras.layers.RNN
+    wrapper: keras.layers.Layer  # the model's layer whose input feeds it
+
+    @property
+    def cell(self):
+        return self.layer.cell
+
+    @property
+    def sequence_input(self):
+        """The symbolic sequence fed to the part (a layer given a mask lists it too)."""
+        value = self.wrapper.input
+        return value[0] if isinstance(value, (list, tuple)) else value
+
+
+def _supported(layer: keras.layers.RNN) -> bool:
+    return isinstance(layer.cell, (GatedCellMixin, *STOCK_CELLS))
+
+
+def recurrent_parts(model: keras.Model, names=None) -> list[RecurrentPart]:
+    """The recurrent layers of `model` (top level) that kgates can look into.
+
+    Args:
+        model: a Keras model.
+        names: optional layer names to keep (the wrapper's name for
+            `Bidirectional`); an unknown name is an error.
+    """
+    parts = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Bidirectional) and isinstance(
+            layer.forward_layer, keras.layers.RNN
+        ):
+            candidates = [
+                RecurrentPart(f"{layer.name}/forward", layer.forward_layer, layer),
+                RecurrentPart(f"{layer.name}/backward", layer.backward_layer, layer),
+            ]
+        elif isinstance(layer, keras.layers.RNN):
+            candidates = [RecurrentPart(layer.name, layer, layer)]
+        else:
+            continue
+        for part in candidates:
+            if _supported(part.layer):
+                parts.append(part)
+            else:
+                warnings.warn(
+                    f"kgates: layer {part.name!r} has a cell kgates cannot trace "
+                    f"({type(part.cell).__name__}); it is left out.",
+                    stacklevel=2,
+                )
+    if names is not None:
+        names = [names] if isinstance(names, str) else list(names)
+        known = {p.wrapper.name for p in parts} | {p.name for p in parts}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(
+                f"kgates: no recurrent layer named {unknown} in model {model.name!r}; "
+                f"its recurrent layers are {sorted(known)}."
+            )
+        parts = [p for p in parts if p.name in names or p.wrapper.name in names]
+    if not parts:
+        raise ValueError(
+            f"kgates: model {model.name!r} has no recurrent layer to trace "
+            "(keras.layers.LSTM, GRU, SimpleRNN, RNN with a kgates or Keras cell, "
+            "or Bidirectional around one)."
+        )
+    return parts
+
+
+class ModelWalk:
+    """A model's recurrent parts, and the inputs and mask that reach them.
+
+    Args:
+        model: a functional or Sequential Keras model built on `keras.Input`.
+        layers: optional name or names of the recurrent layers to keep.
+    """
+
+    def __init__(self, model: keras.Model, layers=None):
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"kgates: `model` must be a keras.Model, got {model!r}.")
+        self.model = model
+        self.parts = recurrent_parts(model, layers)
+        try:
+            inputs = model.inputs
+        except (AttributeError, ValueError):
+            inputs = None
+        if not inputs:
+            raise ValueError(
+                f"kgates: model {model.name!r} has no symbolic inputs. Build it "
+                "with keras.Input (functional or Sequential API) first."
+            )
+        try:  # keep the structure of the model's inputs (a dict, a list...)
+            self.structure = model.input
+        except (AttributeError, ValueError):  # a Sequential model
+            self.structure = inputs[0] if len(inputs) == 1 else inputs
+        self._maskers = [
+            layer
+            for layer in model.layers
+            if isinstance(layer, keras.layers.Masking)
+            or (isinstance(layer, keras.layers.Embedding) and layer.mask_zero)
+        ]
+        self._features = None
+
+    def layer_inputs(self, x, mask=None):
+        """The input sequence of every part, and the (B, T) mask (or None)."""
+        if self._features is None:
+            wrappers = list(dict.fromkeys(p.wrapper for p in self.parts))
+            outputs = [RecurrentPart("", w, w).sequence_input for w in wrappers]
+            outputs += [m.input for m in self._maskers]
+            self._features = (wrappers, keras.Model(self.structure, outputs))
+        wrappers, features = self._features
+        values = features(x)
+        values = values if isinstance(values, (list, tuple)) else [values]
+        by_wrapper = dict(zip(wrappers, values[: len(wrappers)]))
+        if mask is None:
+            for layer, value in zip(self._maskers, values[len(wrappers) :]):
+                mask = layer.compute_mask(value)
+                if mask is not None:
+                    break
+        if mask is not None:
+            mask = ops.convert_to_tensor(ops.convert_to_numpy(mask).astype(bool))
+        return {p.name: by_wrapper[p.wrapper] for p in self.parts}, mask

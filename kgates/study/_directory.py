@@ -1,0 +1,157 @@
+"""The search directory: what a search is (its spec), where it lives, and resuming it.
+
+A search lives in one directory:
+
+- `kgates_search.json`: what is searched (task, sizes, cells, space, tuner,
+  epochs, seed); a second run on the directory must ask for the same search;
+- `search/`: the Keras Tuner project (oracle state, one `trial_*` folder per
+  trial, with `runs.jsonl`, one line per time a tuner started the trial, and
+  `gates.json`, the trial's final gate statistics);
+- `logs/trial_*`: each trial's TensorBoard run (gate dashboards, Keras's
+  logs) and its hyperparameters for the HParams dashboard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from kgates.study._hypermodel import check_space
+from kgates.study._tasks import task_sizes
+
+SPEC_FILE = "kgates_search.json"
+PROJECT = "search"
+TUNER_NAMES = ("random", "bayesian", "hyperband")
+DEFAULT_CELLS = ("NP", "GRU", "CIFG", "NFG")  # what `kgates tune` compares unless told
+# What a search is unless told otherwise: the one place these defaults live.
+DEFAULTS = {
+    "task": "adding",
+    "cells": DEFAULT_CELLS,
+    "tuner": "random",
+    "max_trials": 8,
+    "epochs": None,  # the task's own
+    "seed": 0,
+    "sizes": {},  # the task's own
+    "space": {},  # the hypermodel's SPACE
+}
+RESUMABLE = ("max_trials",)  # what a resumed search may change
+
+
+def search_spec(
+    task: str = DEFAULTS["task"],
+    cells=DEFAULTS["cells"],
+    tuner: str = DEFAULTS["tuner"],
+    max_trials: int = DEFAULTS["max_trials"],
+    epochs: int | None = DEFAULTS["epochs"],
+    seed: int = DEFAULTS["seed"],
+    sizes: dict | None = None,
+    space: dict | None = None,
+) -> dict:
+    """What defines a search, validated and normalised (what `kgates_search.json` holds)."""
+    known = task_sizes(task)  # raises on an unknown task
+    sizes = {**known, **(sizes or {})}
+    for key in set(sizes) - set(known):
+        raise ValueError(f"task {task!r} has no size option {key!r} (it has: {', '.join(known)}).")
+    cells, full = check_space(cells, space or {})
+    if tuner not in TUNER_NAMES:
+        raise ValueError(f"unknown tuner {tuner!r}; expected one of {', '.join(TUNER_NAMES)}.")
+    if epochs is not None and (
+        isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1
+    ):
+        raise ValueError(f"`epochs` must be a positive integer, got {epochs!r}.")
+    if tuner == "hyperband" and epochs is not None and epochs < 2:
+        raise ValueError("the hyperband tuner needs `epochs` (its max_epochs) >= 2.")
+    if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
+        raise ValueError(f"`max_trials` must be a positive integer, got {max_trials!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"`seed` must be an integer, got {seed!r}.")
+    return {
+        "task": task,
+        "sizes": sizes,
+        "cells": list(cells),
+        "space": {k: list(v) for k, v in full.items()},
+        "tuner": tuner,
+        "max_trials": max_trials,
+        "epochs": epochs,
+        "seed": seed,
+    }
+
+
+def _given_keys(given: dict) -> list[str]:
+    """`"task"`, `"sizes.length"`, ...: each option the caller set, one entry of a dict each."""
+    keys = []
+    for key, value in given.items():
+        if isinstance(value, dict):
+            keys += [f"{key}.{entry}" for entry in value]
+        else:
+            keys.append(key)
+    return sorted(keys)
+
+
+def _lookup(spec: dict, key: str):
+    """`spec["sizes"]["length"]` for the key `"sizes.length"`."""
+    for part in key.split("."):
+        spec = spec.get(part) if isinstance(spec, dict) else None
+    return spec
+
+
+def open_search(directory: str, **given) -> dict:
+    """The search `directory` holds, or a new one: the stored spec <- `given`.
+
+    `given` holds only the options the caller set (None or absent: not set;
+    `sizes` and `space` are merged entry by entry). A stored search must agree
+    with every given option except the trial budget `max_trials`, which may
+    change; the options not given come from it. A new directory gets the
+    defaults <- given. Nothing is written here.
+    """
+    given = {k: v for k, v in given.items() if v is not None and v != {}}
+    unknown = sorted(set(given) - set(DEFAULTS))
+    if unknown:
+        raise TypeError(f"open_search: unknown option {unknown[0]!r}; expected {sorted(DEFAULTS)}.")
+    stored = stored_search(directory)
+    if stored is None and os.path.isdir(directory) and os.listdir(directory):
+        raise ValueError(
+            f"{directory} is not empty and holds no kgates search ({SPEC_FILE}); "
+            "pick a new or empty directory."
+        )
+    base = stored or DEFAULTS
+    if stored and "task" in given and given["task"] != stored["task"]:
+        base = {**DEFAULTS, "task": given["task"]}  # sizes of another task: compare below
+    merged = {
+        key: {**base[key], **given.get(key, {})}
+        if key in ("sizes", "space")
+        else given.get(key, base[key])
+        for key in DEFAULTS
+    }
+    spec = search_spec(**merged)
+    if stored:
+        differences = [
+            f"{key}: this directory has {_lookup(stored, key)!r}, asked for {_lookup(spec, key)!r}"
+            for key in _given_keys(given)
+            if key not in RESUMABLE and _lookup(stored, key) != _lookup(spec, key)
+        ]
+        if differences:
+            raise ValueError(
+                f"{directory} holds a different search ({'; '.join(differences)}). "
+                "Re-run with the same options (or none) to resume it, or pick a new directory."
+            )
+    return spec
+
+
+def stored_search(directory: str) -> dict | None:
+    """The spec of the search in `directory`, or None."""
+    path = os.path.join(directory, SPEC_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_spec(directory: str, spec: dict) -> None:
+    """Writes the spec atomically (never a half-written spec)."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, SPEC_FILE)
+    temporary = path + ".tmp"
+    with open(temporary, "w") as f:
+        json.dump(spec, f, indent=1)
+    os.replace(temporary, path)

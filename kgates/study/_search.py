@@ -1,0 +1,159 @@
+"""Keras Tuner searches with gate dashboards per trial: one small class per algorithm."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+
+import keras
+import keras_tuner
+
+from kgates.inspect._events import EventWriter
+from kgates.study._directory import PROJECT, TUNER_NAMES
+from kgates.study._hypermodel import GateHyperModel
+from kgates.study._tasks import Task
+
+
+def hparams_summary(hyperparameters, trial_id: str):
+    """The HParams plugin's session summary of one trial (no TensorFlow needed)."""
+    from tensorboard.plugins.hparams import summary_v2 as hparams
+
+    values = {
+        hparams.HParam(name): (value if isinstance(value, (bool, int, float, str)) else str(value))
+        for name, value in hyperparameters.values.items()
+        if hyperparameters.is_active(name) and not name.startswith("tuner/")
+    }
+    return hparams.hparams_pb(values, trial_id=trial_id)
+
+
+def write_hparams_experiment(logdir: str, hyperparameters, task: Task) -> None:
+    """The HParams dashboard's columns: the searched hyperparameters and the task's metrics.
+
+    Without it TensorBoard would offer every scalar (each gate's saturation...)
+    as a metric. Written once, at the root of the trials' runs.
+    """
+    from tensorboard.plugins.hparams import summary_v2 as hparams
+
+    if os.path.isdir(logdir) and any(n.startswith("events.") for n in os.listdir(logdir)):
+        return
+    columns = [hparams.HParam(hp.name) for hp in hyperparameters.space]
+    metrics = [hparams.Metric("epoch_loss", group="validation", display_name="val loss")]
+    metrics.append(hparams.Metric("epoch_loss", group="train", display_name="train loss"))
+    if task.metric != "loss":
+        name = f"val {task.metric}"
+        metrics.insert(
+            0, hparams.Metric(f"epoch_{task.metric}", group="validation", display_name=name)
+        )
+    writer = EventWriter(logdir)
+    writer.summary(hparams.hparams_config_pb(columns, metrics), 0)
+    writer.close()
+
+
+class _GateSearch:
+    """What every kgates search adds to its Keras Tuner tuner: per-trial TensorBoard
+    runs with HParams on every backend, a seed per trial, a record of each run of a
+    trial (`runs.jsonl`), its gate statistics (`gates.json`) and progress lines."""
+
+    def __init__(self, *args, seed: int = 0, **kwargs):
+        self._boards = {}
+        self._seed = seed
+        super().__init__(*args, seed=seed, **kwargs)
+
+    def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
+        # Keras Tuner does this on TensorFlow only (with tf.summary): here
+        # every backend gets per-trial runs and HParams.
+        for callback in callbacks:
+            if isinstance(callback, keras.callbacks.TensorBoard):
+                suffix = f"_{execution}" if execution else ""
+                logdir = os.path.join(str(callback.log_dir), f"trial_{trial.trial_id}{suffix}")
+                # Left by an interrupted run of this trial, which restarts from scratch.
+                shutil.rmtree(logdir, ignore_errors=True)
+                callback.log_dir = logdir
+                writer = EventWriter(logdir)
+                writer.summary(hparams_summary(trial.hyperparameters, trial.trial_id), 0)
+                writer.close()
+                self._boards[trial.trial_id] = callback
+
+    def run_trial(self, trial, *args, **kwargs):
+        keras.utils.set_random_seed(self._seed * 10007 + int(trial.trial_id))
+        return super().run_trial(trial, *args, **kwargs)
+
+    def on_trial_begin(self, trial):
+        super().on_trial_begin(trial)
+        record = {"tuner": self.tuner_id, "host": socket.gethostname(), "pid": os.getpid()}
+        record["start"] = time.time()
+        with open(os.path.join(self.get_trial_dir(trial.trial_id), "runs.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\n")
+        shown = ", ".join(
+            f"{k}={_short(v)}"
+            for k, v in trial.hyperparameters.values.items()
+            if trial.hyperparameters.is_active(k) and not k.startswith("tuner/")
+        )
+        print(f"[{self.tuner_id}] trial {trial.trial_id}: {shown}", flush=True)
+
+    def on_trial_end(self, trial):
+        board = self._boards.pop(trial.trial_id, None)
+        stats = getattr(board, "gate_stats", None) or {}
+        path = os.path.join(self.get_trial_dir(trial.trial_id), "gates.json")
+        with open(path, "w") as f:
+            json.dump(stats, f)
+        status = trial.status
+        detail = ""
+        if status != "COMPLETED" and trial.message:
+            detail = ": " + trial.message.strip().splitlines()[-1]
+        print(f"[{self.tuner_id}] trial {trial.trial_id} {status}{detail}", flush=True)
+        super().on_trial_end(trial)
+
+
+class GateRandomSearch(_GateSearch, keras_tuner.RandomSearch):
+    """`keras_tuner.RandomSearch` with kgates's per-trial logging."""
+
+
+class GateBayesianOptimization(_GateSearch, keras_tuner.BayesianOptimization):
+    """`keras_tuner.BayesianOptimization` with kgates's per-trial logging."""
+
+
+class GateHyperband(_GateSearch, keras_tuner.Hyperband):
+    """`keras_tuner.Hyperband` with kgates's per-trial logging."""
+
+
+TUNERS = dict(zip(TUNER_NAMES, (GateRandomSearch, GateBayesianOptimization, GateHyperband)))
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def make_tuner(
+    hypermodel: GateHyperModel,
+    tuner: str = "random",
+    max_trials: int = 8,
+    epochs: int | None = None,
+    seed: int = 0,
+    directory: str = "runs/kgates",
+) -> keras_tuner.Tuner:
+    """A Keras Tuner tuner of kind `tuner` over `hypermodel`, in `directory/search`.
+
+    Hyperband uses `epochs` as its `max_epochs` and stops after `max_trials`.
+    """
+    if tuner not in TUNERS:
+        raise ValueError(f"unknown tuner {tuner!r}; expected one of {', '.join(TUNERS)}.")
+    task = hypermodel.task
+    objective = keras_tuner.Objective(task.objective, task.direction)
+    common = {
+        "hypermodel": hypermodel,
+        "objective": objective,
+        "seed": seed,
+        "directory": directory,
+        "project_name": PROJECT,
+        "max_consecutive_failed_trials": 10,
+    }
+    if tuner == "hyperband":
+        search = TUNERS[tuner](max_epochs=epochs or task.epochs, **common)
+        search.oracle.max_trials = max_trials  # Hyperband has no trial budget of its own
+    else:
+        search = TUNERS[tuner](max_trials=max_trials, **common)
+    return search

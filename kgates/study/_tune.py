@@ -1,0 +1,93 @@
+"""`kgates.tune`: run or resume a search over cells in its directory."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import keras
+import keras_tuner
+
+from kgates.inspect._callback import TensorBoard
+from kgates.study._directory import open_search, write_spec
+from kgates.study._hypermodel import GateHyperModel
+from kgates.study._search import make_tuner, write_hparams_experiment
+from kgates.study._tasks import make_task
+
+
+def tune(
+    directory: str = "runs/kgates",
+    task: str | None = None,
+    cells=None,
+    tuner: str | None = None,
+    max_trials: int | None = None,
+    epochs: int | None = None,
+    seed: int | None = None,
+    sizes: dict | None = None,
+    space: dict | None = None,
+    gate_freq: int = 1,
+    patience: int = 3,
+    verbose="auto",
+) -> keras_tuner.Tuner:
+    """Runs (or resumes) a search over cells in `directory`; see `kgates tune --help`.
+
+    Args:
+        directory: the search's directory; running again on it resumes.
+        task, cells, tuner, max_trials, epochs, seed, sizes, space: what is
+            searched (see `kgates tune --help`). Those left at None come from
+            the search stored in `directory` when there is one, else from the
+            defaults (`DEFAULTS`: the adding task, cells NP, GRU, CIFG and
+            NFG, 8 random trials, the task's epochs and sizes, seed 0); a
+            stored search must agree with those given, except `max_trials`.
+        gate_freq: epochs between gate dashboards; 0 turns them off. Default: 1.
+        patience: early stopping patience in epochs. Default: 3.
+        verbose: Keras's `fit` verbosity. Default: "auto".
+
+    Returns:
+        The tuner, after the search (for `get_best_hyperparameters` and such).
+    """
+    spec = open_search(
+        directory,
+        task=task,
+        cells=cells,
+        tuner=tuner,
+        max_trials=max_trials,
+        epochs=epochs,
+        seed=seed,
+        sizes=sizes,
+        space=space,
+    )
+    task_ = make_task(spec["task"], spec["seed"], **spec["sizes"])
+    epochs = spec["epochs"] or task_.epochs
+    if task_.x_train.shape[0] < 2:
+        raise ValueError("the task needs at least 2 training samples.")
+    hypermodel = GateHyperModel(task_, spec["cells"], spec["seed"], **spec["space"])
+    write_spec(directory, spec)
+    search = make_tuner(
+        hypermodel, spec["tuner"], spec["max_trials"], epochs, spec["seed"], directory
+    )
+    callbacks = [
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.EarlyStopping(task_.objective, patience=patience, mode=task_.direction),
+        TensorBoard(
+            os.path.join(directory, "logs"),
+            probe=(task_.x_val[:64], task_.y_val[:64]),
+            gate_freq=gate_freq,
+            image_freq=max(1, (epochs - 1) // max(gate_freq, 1)),
+        ),
+    ]
+    if os.environ.get("KERASTUNER_TUNER_ID", "chief").startswith("chief"):
+        write_hparams_experiment(
+            os.path.join(directory, "logs"), search.oracle.hyperparameters, task_
+        )
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes, one per trial
+    search.search(
+        task_.x_train,
+        task_.y_train,
+        validation_data=(task_.x_val, task_.y_val),
+        epochs=epochs,
+        batch_size=64,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    return search
