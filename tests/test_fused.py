@@ -3,18 +3,10 @@
 import keras
 import numpy as np
 import pytest
+from helpers import ATOL, padded
 from reference import lstm_reference, npy, randomize
 
 import kgates
-
-ATOL = 1e-5
-
-
-def _padded(rng):
-    x = rng.normal(size=(4, 9, 3)).astype("float32")
-    mask = np.arange(9)[None] < np.array([[9], [5], [2], [7]])
-    return x * mask[..., None], mask
-
 
 LAYERS = [
     (kgates.LSTM, keras.layers.LSTM, {}),
@@ -26,7 +18,7 @@ IDS = ["LSTM", "GRU", "GRU-v1"]
 
 @pytest.mark.parametrize(("ours", "theirs", "kwargs"), LAYERS, ids=IDS)
 def test_without_gates_it_is_the_keras_layer(ours, theirs, kwargs, rng):
-    x, mask = _padded(rng)
+    x, mask = padded(rng)
     ref = theirs(5, return_sequences=True, return_state=True, **kwargs)
     layer = ours(5, return_sequences=True, return_state=True, **kwargs)
     ref(x)
@@ -89,7 +81,7 @@ def test_unmasked_it_runs_and_trains_as_the_keras_layer(
 def test_recomputed_gates_equal_the_stepped_cell(
     ours, theirs, kwargs, masked, go_backwards, return_sequences, rng
 ):
-    x, mask = _padded(rng)
+    x, mask = padded(rng)
     mask = mask if masked else None
     options = dict(return_sequences=return_sequences, go_backwards=go_backwards, **kwargs)
     out = {}
@@ -121,7 +113,7 @@ def test_gradients_through_recomputed_gates_equal_the_stepped_cell(
 ):
     # A loss on every gate (a saturation penalty, say) trains the same weights
     # whichever path gave the gates.
-    x, _ = _padded(rng)
+    x, _ = padded(rng)
     target = None
     trained, weights = {}, None
     for path in ("recompute", "step"):
@@ -146,7 +138,7 @@ def test_stepped_layers_draw_the_dropout_masks_of_the_cell(
     # draws the dropout masks of keras.layers.RNN around the same cell, and
     # the input mask of Keras's layer (which draws one mask per gate only
     # with recurrent dropout).
-    x, mask = _padded(rng)
+    x, mask = padded(rng)
     options = dict(dropout=0.4, recurrent_dropout=recurrent_dropout, seed=7, **kwargs)
     cell_cls = type(ours(5).cell)
     refs = [keras.layers.RNN(cell_cls(5, **options), return_sequences=True)]
@@ -171,7 +163,7 @@ def test_stepped_layers_draw_the_dropout_masks_of_the_cell(
 
 
 def test_gates_against_the_float64_reference(rng):
-    x, mask = _padded(rng)
+    x, mask = padded(rng)
     layer = kgates.LSTM(6, return_sequences=True, return_gates=True, gate_path="recompute")
     layer(x)
     weights = randomize(layer, rng)
@@ -182,7 +174,7 @@ def test_gates_against_the_float64_reference(rng):
 
 
 def test_options_the_fused_kernel_cannot_do_step_the_kgates_cell(rng):
-    x, _ = _padded(rng)
+    x, _ = padded(rng)
     layer = kgates.LSTM(4, return_sequences=True, return_gates=True, variant="NFG")
     assert layer.use_cudnn is False
     layer(x)
@@ -208,7 +200,7 @@ def test_options_the_fused_kernel_cannot_do_step_the_kgates_cell(rng):
     ],
 )
 def test_keras_file_round_trip(layer, tmp_path, rng):
-    x, _ = _padded(rng)
+    x, _ = padded(rng)
     inputs = keras.Input((9, 3))
     model = keras.Model(inputs, layer()(inputs))
     randomize(model, rng)
@@ -218,7 +210,7 @@ def test_keras_file_round_trip(layer, tmp_path, rng):
 
 
 def test_trains_and_traces(rng):
-    x, _ = _padded(rng)
+    x, _ = padded(rng)
     model = keras.Sequential([keras.Input((9, 3)), kgates.LSTM(5), keras.layers.Dense(1)])
     model.compile("adam", "mse")
     model.fit(x, np.ones((4, 1)), epochs=1, verbose=0)

@@ -1,11 +1,10 @@
 import keras
 import numpy as np
 import pytest
+from helpers import ATOL
 from reference import gru_reference, npy, randomize
 
 import kgates
-
-ATOL = 1e-5
 
 
 @pytest.mark.parametrize("reset_after", [True, False])

@@ -4,18 +4,10 @@ Bidirectional, go_backwards, return_state, stacking, dropout."""
 import keras
 import numpy as np
 import pytest
+from helpers import ATOL, padded
 from reference import gru_reference, lstm_reference, npy, randomize
 
 import kgates
-
-ATOL = 1e-5
-
-
-def _padded(rng, batch=4, time=8, features=3):
-    x = rng.normal(size=(batch, time, features)).astype("float32")
-    lengths = np.array([time, 5, 1, 3])[:batch]
-    mask = np.arange(time)[None, :] < lengths[:, None]
-    return x * mask[..., None], mask
 
 
 def _assert_gates(got, want):
@@ -26,7 +18,7 @@ def _assert_gates(got, want):
 
 @pytest.mark.parametrize("cell_cls", [kgates.LSTMCell, kgates.GRUCell])
 def test_masked_steps_carry_state_and_report_zero_gates(cell_cls, rng):
-    x, mask = _padded(rng)
+    x, mask = padded(rng, time=8, lengths=(None, 5, 1, 3))
     layer = kgates.GatedRNN(cell_cls(5), return_sequences=True, return_state=True)
     layer(x, mask=mask)
     weights = randomize(layer, rng)
@@ -41,7 +33,7 @@ def test_masked_steps_carry_state_and_report_zero_gates(cell_cls, rng):
 
 
 def test_masking_layer_in_a_functional_model_and_plain_rnn(rng):
-    x, mask = _padded(rng)
+    x, mask = padded(rng, time=8, lengths=(None, 5, 1, 3))
     inputs = keras.Input((8, 3))
     masked = keras.layers.Masking(0.0)(inputs)
     cell = kgates.LSTMCell(4, return_gates=True)
@@ -68,7 +60,7 @@ def test_go_backwards_and_last_step(return_sequences, rng):
 
 
 def test_bidirectional_with_mask(rng):
-    x, mask = _padded(rng)
+    x, mask = padded(rng, time=8, lengths=(None, 5, 1, 3))
     cell = kgates.GRUCell(3, return_gates=True)
     rnn = keras.layers.RNN(cell, return_sequences=True, zero_output_for_mask=True)
     bidi = keras.layers.Bidirectional(rnn)

@@ -1,11 +1,10 @@
 import keras
 import numpy as np
 import pytest
+from helpers import ATOL
 from reference import lstm_reference, npy, randomize
 
 import kgates
-
-ATOL = 1e-5
 
 
 def _x(rng, shape=(4, 7, 3)):

@@ -3,20 +3,11 @@
 import keras
 import numpy as np
 import pytest
+from helpers import ATOL, padded
 from reference import gru_reference, lstm_reference, npy, randomize
 
 import kgates
-from kgates import SCAN_METHODS, Tracer, linear_scan
-from kgates.cells._backend import compiled_gradient
-
-ATOL = 1e-5
-
-
-def _padded(rng, batch=4, time=9, features=3):
-    x = rng.normal(size=(batch, time, features)).astype("float32")
-    lengths = np.array([time, 5, 2, 7])[:batch]
-    mask = np.arange(time)[None, :] < lengths[:, None]
-    return x * mask[..., None], mask
+from kgates import Tracer
 
 
 def _model(layer, time=9, features=3, masking=False):
@@ -63,7 +54,7 @@ STOCK = [
 def test_stock_layers_equal_kgates_cells_with_the_same_weights(
     stock, ours, go_backwards, masked, rng
 ):
-    x, mask = _padded(rng)
+    x, mask = padded(rng)
     layer = stock(go_backwards)
     model = _model(layer, masking=masked)
     randomize(model, rng)
@@ -79,7 +70,7 @@ def test_stock_layers_equal_kgates_cells_with_the_same_weights(
 
 
 def test_stock_lstm_equals_numpy_float64_reference(rng):
-    x, mask = _padded(rng)
+    x, mask = padded(rng)
     layer = keras.layers.LSTM(6)
     model = _model(layer)
     randomize(model, rng)
@@ -93,7 +84,7 @@ def test_stock_lstm_equals_numpy_float64_reference(rng):
 def test_fused_layers_trace_on_their_gate_path(family, gate_path, rng):
     # The twin keeps a kgates layer's gate_path: on a CPU "auto" steps, so
     # this is where tracing recomputes from h here.
-    x, mask = _padded(rng)
+    x, mask = padded(rng)
     kind, reference = (
         (kgates.LSTM, lstm_reference) if family == "lstm" else (kgates.GRU, gru_reference)
     )
@@ -141,7 +132,7 @@ def test_simple_rnn_reports_its_h(rng):
 @pytest.mark.parametrize("return_gates", [False, True])
 @pytest.mark.parametrize("variant", ["NP", "CIFG", "FGR"])
 def test_kgates_cells_with_or_without_return_gates(variant, return_gates, rng):
-    x, mask = _padded(rng)
+    x, mask = padded(rng)
     cell = kgates.LSTMCell(4, variant=variant, return_gates=return_gates)
     rnn = keras.layers.RNN(cell, return_sequences=True, zero_output_for_mask=True)
     inputs = keras.Input((9, 3))
@@ -182,7 +173,7 @@ def test_bidirectional_and_stacked_layers(rng):
 
 
 def test_compiled_tracer_equals_one_off_trace_and_follows_new_weights(rng):
-    x, mask = _padded(rng)
+    x, mask = padded(rng)
     layer = keras.layers.LSTM(5)
     model = _model(layer, masking=True)
     tracer = Tracer(model)
@@ -212,55 +203,3 @@ def test_model_without_recurrent_layers():
         kgates.trace(model, np.ones((2, 5, 2)))
     with pytest.raises(TypeError, match="keras.Model"):
         kgates.trace(keras.layers.LSTM(3), np.ones((2, 5, 2)))
-
-
-def _scan64(a, b):
-    """s_t = a_t * s_tm1 + b_t by a float64 loop."""
-    out, s = np.zeros_like(b), np.zeros_like(b[:, 0])
-    for t in range(b.shape[1]):
-        s = a[:, t] * s + b[:, t]
-        out[:, t] = s
-    return out
-
-
-@pytest.mark.parametrize("method", [*SCAN_METHODS, None])
-@pytest.mark.parametrize("steps", [1, 40])
-def test_linear_scan_against_a_float64_loop(method, steps, rng):
-    a = rng.uniform(0.0, 1.0, size=(3, steps, 5))
-    b = rng.normal(size=(3, steps, 5))
-    got = npy(linear_scan(a.astype("float32"), b.astype("float32"), method))
-    np.testing.assert_allclose(got, _scan64(a, b), atol=1e-5)
-
-
-@pytest.mark.parametrize("method", [*SCAN_METHODS, None])
-def test_linear_scan_gradients_against_float64_differences(method, rng):
-    a = rng.uniform(0.2, 1.0, size=(2, 12, 3))
-    b = rng.normal(size=a.shape)
-    w = rng.normal(size=a.shape)
-
-    def loss(a, b):
-        return np.sum(w * _scan64(a, b))
-
-    want = []
-    for x in (a, b):
-        d = np.zeros_like(x)
-        for index in np.ndindex(x.shape):
-            x[index] += 1e-6
-            up = loss(a, b)
-            x[index] -= 2e-6
-            d[index] = (up - loss(a, b)) / 2e-6
-            x[index] += 1e-6
-        want.append(d)
-    w32 = keras.ops.convert_to_tensor(w.astype("float32"))
-    grad = compiled_gradient(
-        lambda ab: keras.ops.sum(w32 * linear_scan(ab[0], ab[1], method)),
-        keras.layers.Identity(),
-    )
-    got = grad([keras.ops.convert_to_tensor(v.astype("float32")) for v in (a, b)])
-    for name, g, d in zip("ab", got, want):
-        np.testing.assert_allclose(npy(g), d, atol=1e-4, err_msg=name)
-
-
-def test_linear_scan_names_a_bad_method():
-    with pytest.raises(ValueError, match="`method` must be one of"):
-        linear_scan(np.ones((1, 2, 1)), np.ones((1, 2, 1)), "parallel")

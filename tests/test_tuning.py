@@ -5,6 +5,7 @@ import keras
 import keras_tuner
 import numpy as np
 import pytest
+from helpers import read_events
 from scipy import stats
 
 import kgates
@@ -58,8 +59,12 @@ def test_chrono_bias_refuses_cells_without_a_forget_gate():
     layer(np.zeros((1, 3, 2), "float32"))
     with pytest.raises(ValueError, match="no forget gate"):
         kgates.set_chrono_bias(layer, timescale=50)
+    with pytest.raises(ValueError, match="built LSTM"):
+        kgates.set_chrono_bias(keras.layers.RNN(kgates.LSTMCell(4)), timescale=50)
     with pytest.raises(ValueError, match="`timescale`"):
-        kgates.set_chrono_bias(keras.layers.RNN(kgates.LSTMCell(4)), timescale=0)
+        built = keras.layers.LSTM(4)
+        built(np.zeros((1, 3, 2), "float32"))
+        kgates.set_chrono_bias(built, timescale=0)
 
 
 @pytest.mark.parametrize(
@@ -170,14 +175,6 @@ def test_importance_finds_the_hyperparameter_that_matters():
     assert report.importance(trials[:3]) is None  # too few trials
 
 
-def _events(directory):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    accumulator = EventAccumulator(directory, size_guidance={"tensors": 0})
-    accumulator.Reload()
-    return accumulator
-
-
 def test_tune_logs_every_trial_then_resumes_without_rerunning(tmp_path, capsys):
     directory = str(tmp_path / "search")
     options = {
@@ -195,11 +192,11 @@ def test_tune_logs_every_trial_then_resumes_without_rerunning(tmp_path, capsys):
     for t in trials:
         assert np.isfinite(t["score"])
         run = os.path.join(directory, "logs", f"trial_{t['id']}")
-        session = _events(run)  # HParams: this trial's hyperparameters
+        session = read_events(run)  # HParams: this trial's hyperparameters
         assert "_hparams_/session_start_info" in session.Tags()["tensors"]
         content = session.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
         assert t["values"]["cell"].encode() in content
-        train = _events(os.path.join(run, "train"))  # gate dashboards
+        train = read_events(run, "train")  # gate dashboards
         assert any(tag.startswith("gates/") for tag in train.Tags()["histograms"])
         layer = next(iter(t["gates"]))  # gates.json: the last dashboard's scalars
         assert set(t["gates"][layer]) >= {"h", "nonfinite"}

@@ -92,6 +92,16 @@ def cudnn_blocks_jit(cell, unroll: bool, use_cudnn) -> bool:
     return bool(supported) and accelerator_available()
 
 
+def tensorflow_summary():
+    """`tf.summary` where TensorFlow is installed (Keras's TensorBoard callback writes
+    its own logs with it, whatever the backend), else None."""
+    try:
+        import tensorflow.summary as summary
+    except ImportError:
+        return None
+    return summary
+
+
 def compiled_gradient(fn: Callable, owner) -> Callable:
     """`grad(deltas, *args)`: d fn(deltas, *args) / d deltas, compiled by the backend.
 

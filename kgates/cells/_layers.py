@@ -39,7 +39,8 @@ class LSTM(GatePaths, keras.layers.LSTM):
         gate_path: how gates are obtained: `"recompute"` (fused kernel for h,
             then exact parallel recomputation), `"step"` (the kgates cell
             steps and returns them), or `"auto"`: recompute where Keras runs
-            a fused kernel (a GPU), step elsewhere.
+            a fused kernel (a GPU) and in torch's forward passes, step
+            elsewhere (see `path`).
             Default: `"auto"`.
         variant, peephole, pin, coupled, input_activation, output_activation,
             gate_recurrence: kgates cell options (see `kgates.LSTMCell`). The

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import keras
 import numpy as np
 
+from kgates.cells._backend import tensorflow_summary
 from kgates.inspect._events import EventWriter, NumpySummary
 from kgates.inspect._gradflow import GradientFlow, reach
 from kgates.inspect._stats import SIGMOID_GATES, gate_statistics, unit_saturation, valid_values
@@ -143,11 +144,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
     @property
     def summary(self):
         if self._summary_module is None:
-            try:
-                import tensorflow.summary as summary
-            except ImportError:
-                summary = NumpySummary()
-            self._summary_module = summary
+            self._summary_module = tensorflow_summary() or NumpySummary()
         return self._summary_module
 
     def _write_keras_model_summary(self):

@@ -7,6 +7,7 @@ import time
 import keras
 import numpy as np
 
+from kgates.cells import _backend
 from kgates.cells._gru import GRUCell
 from kgates.cells._lstm import LSTMCell
 from kgates.cells._variants import VARIANTS
@@ -51,7 +52,7 @@ def run(
     model.compile(optimizer=keras.optimizers.Adam(1e-2, clipnorm=1.0), loss="mse")
     print(
         f"Training RNN({cell}, {units} units) on the adding problem: {samples} sequences "
-        f"of {length} steps, {epochs} epochs, {keras.backend.backend()} backend."
+        f"of {length} steps, {epochs} epochs, {_backend.name()} backend."
     )
     start = time.perf_counter()
     model.fit(x, y, epochs=epochs, batch_size=64, validation_split=0.1, verbose=verbose)

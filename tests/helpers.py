@@ -1,0 +1,25 @@
+"""What several test modules share: the tolerance, padded batches, event files."""
+
+import os
+
+import numpy as np
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+ATOL = 1e-5  # float32 against float64 references and Keras's own layers
+
+
+def padded(rng, batch=4, time=9, features=3, lengths=(None, 5, 2, 7)):
+    """A batch of sequences of the given `lengths` (None: `time`), zeros after them,
+    and its `(batch, time)` mask."""
+    x = rng.normal(size=(batch, time, features)).astype("float32")
+    lengths = np.array([time if n is None else n for n in lengths])[:batch]
+    mask = np.arange(time)[None, :] < lengths[:, None]
+    return x * mask[..., None], mask
+
+
+def read_events(logdir: str, *parts: str) -> EventAccumulator:
+    """Every event under `logdir/parts...`, loaded in full."""
+    kinds = ("histograms", "scalars", "images", "tensors")
+    accumulator = EventAccumulator(os.path.join(logdir, *parts), {k: 0 for k in kinds})
+    accumulator.Reload()
+    return accumulator

@@ -1,0 +1,61 @@
+"""kgates.linear_scan, every method, against float64 loops and finite differences."""
+
+import keras
+import numpy as np
+import pytest
+from reference import npy
+
+from kgates import SCAN_METHODS, linear_scan
+from kgates.cells._backend import compiled_gradient
+
+
+def _scan64(a, b):
+    """s_t = a_t * s_tm1 + b_t by a float64 loop."""
+    out, s = np.zeros_like(b), np.zeros_like(b[:, 0])
+    for t in range(b.shape[1]):
+        s = a[:, t] * s + b[:, t]
+        out[:, t] = s
+    return out
+
+
+@pytest.mark.parametrize("method", [*SCAN_METHODS, None])
+@pytest.mark.parametrize("steps", [1, 40])
+def test_linear_scan_against_a_float64_loop(method, steps, rng):
+    a = rng.uniform(0.0, 1.0, size=(3, steps, 5))
+    b = rng.normal(size=(3, steps, 5))
+    got = npy(linear_scan(a.astype("float32"), b.astype("float32"), method))
+    np.testing.assert_allclose(got, _scan64(a, b), atol=1e-5)
+
+
+@pytest.mark.parametrize("method", [*SCAN_METHODS, None])
+def test_linear_scan_gradients_against_float64_differences(method, rng):
+    a = rng.uniform(0.2, 1.0, size=(2, 12, 3))
+    b = rng.normal(size=a.shape)
+    w = rng.normal(size=a.shape)
+
+    def loss(a, b):
+        return np.sum(w * _scan64(a, b))
+
+    want = []
+    for x in (a, b):
+        d = np.zeros_like(x)
+        for index in np.ndindex(x.shape):
+            x[index] += 1e-6
+            up = loss(a, b)
+            x[index] -= 2e-6
+            d[index] = (up - loss(a, b)) / 2e-6
+            x[index] += 1e-6
+        want.append(d)
+    w32 = keras.ops.convert_to_tensor(w.astype("float32"))
+    grad = compiled_gradient(
+        lambda ab: keras.ops.sum(w32 * linear_scan(ab[0], ab[1], method)),
+        keras.layers.Identity(),
+    )
+    got = grad([keras.ops.convert_to_tensor(v.astype("float32")) for v in (a, b)])
+    for name, g, d in zip("ab", got, want):
+        np.testing.assert_allclose(npy(g), d, atol=1e-4, err_msg=name)
+
+
+def test_linear_scan_names_a_bad_method():
+    with pytest.raises(ValueError, match="`method` must be one of"):
+        linear_scan(np.ones((1, 2, 1)), np.ones((1, 2, 1)), "parallel")
