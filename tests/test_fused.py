@@ -220,14 +220,14 @@ def test_trains_and_traces(rng):
 def test_layers_hand_their_options_to_the_path_chooser():
     x = np.zeros((2, 5, 3), "float32")
     on_torch_cpu = keras.backend.backend() == "torch" and not kgates.accelerator_available()
-    assert kgates.LSTM(4, return_gates=True, variant="NFG").path(x) == "step"
-    assert kgates.GRU(4, return_gates=True, gate_path="step").path(x) == "step"
-    assert kgates.LSTM(4, return_gates=True, gate_path="recompute").path(x) == "recompute"
-    assert kgates.LSTM(4, use_cudnn=False).path(x) == "step"
-    assert kgates.GRU(4).path(x) == ("torch loop" if on_torch_cpu else "keras")
-    assert kgates.GRU(4, reset_after=False).path(x) == "keras"  # no torch loop for it
-    assert kgates.LSTM(4, recurrent_dropout=0.1).path(x) == "keras"
-    assert kgates.LSTM(4).path(x, mask=np.ones((2, 5), bool)) == "keras"
+    assert kgates.LSTM(4, return_gates=True, variant="NFG").chosen_path(x) == "step"
+    assert kgates.GRU(4, return_gates=True, gate_path="step").chosen_path(x) == "step"
+    assert kgates.LSTM(4, return_gates=True, gate_path="recompute").chosen_path(x) == "recompute"
+    assert kgates.LSTM(4, use_cudnn=False).chosen_path(x) == "step"
+    assert kgates.GRU(4).chosen_path(x) == ("torch loop" if on_torch_cpu else "keras")
+    assert kgates.GRU(4, reset_after=False).chosen_path(x) == "keras"  # no torch loop for it
+    assert kgates.LSTM(4, recurrent_dropout=0.1).chosen_path(x) == "keras"
+    assert kgates.LSTM(4).chosen_path(x, mask=np.ones((2, 5), bool)) == "keras"
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="XLA: TensorFlow's jit_compile")

@@ -184,3 +184,11 @@ def test_variant_and_conflicting_option_is_an_error():
         kgates.LSTMCell(4, variant="NFG", pin={"i": 1.0})
     # the same value as the preset is fine
     assert kgates.LSTMCell(4, variant="NFG", peephole=True).variant == "NFG"
+
+
+def test_variants_are_read_only():
+    with pytest.raises(TypeError):
+        kgates.VARIANTS["MINE"] = {"peephole": True}
+    with pytest.raises(TypeError):
+        kgates.VARIANTS["NFG"]["pin"]["f"] = 0.5
+    assert kgates.LSTMCell(3, variant="NFG").pin == {"f": 1.0}

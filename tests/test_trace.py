@@ -104,8 +104,8 @@ def test_twins_recompute_where_a_fused_kernel_runs():
     # A trace is a forward pass: recomputed where a fused kernel runs (a GPU;
     # torch's CPU kernel too), stepped elsewhere; a variant always steps.
     fused = kgates.accelerator_available() or keras.backend.backend() == "torch"
-    assert tracer._gates[stock.name].rnn.path(x) == ("recompute" if fused else "step")
-    assert tracer._gates[cifg.name].rnn.path(x) == "step"
+    assert tracer._gates[stock.name].rnn.chosen_path(x) == ("recompute" if fused else "step")
+    assert tracer._gates[cifg.name].rnn.chosen_path(x) == "step"
 
 
 def test_simple_rnn_reports_its_h(rng):

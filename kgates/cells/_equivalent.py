@@ -67,7 +67,8 @@ def copy_weights(source, target) -> None:
             f"kgates equivalent {len(target.weights)}."
         )
     for variable, value in zip(target.weights, source.weights):
-        variable.assign(keras.ops.cast(value, variable.dtype))
+        # a copy: two variables must not share a buffer (JAX donates them to jit)
+        variable.assign(keras.ops.copy(keras.ops.cast(value, variable.dtype)))
 
 
 def set_chrono_bias(cell, timescale: int, seed: int = 0) -> None:

@@ -40,7 +40,7 @@ class LSTM(GatePaths, keras.layers.LSTM):
             then exact parallel recomputation), `"step"` (the kgates cell
             steps and returns them), or `"auto"`: recompute where Keras runs
             a fused kernel (a GPU) and in torch's forward passes, step
-            elsewhere (see `path`).
+            elsewhere (see `chosen_path`).
             Default: `"auto"`.
         variant, peephole, pin, coupled, input_activation, output_activation,
             gate_recurrence: kgates cell options (see `kgates.LSTMCell`). The

@@ -103,7 +103,7 @@ class GatePaths:
         if return_gates:
             self.zero_output_for_mask = True  # a packed output is not a state
 
-    def path(self, sequences, mask=None, training: bool = False, return_gates=None) -> str:
+    def chosen_path(self, sequences, mask=None, training: bool = False, return_gates=None) -> str:
         """The path a call on `sequences` runs (see `choose_path`)."""
         return choose_path(
             backend=_backend.name(),
@@ -124,7 +124,7 @@ class GatePaths:
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
-        path = self.path(sequences, mask, training)
+        path = self.chosen_path(sequences, mask, training)
         if path == "recompute":
             return self._recomputed(sequences, initial_state, mask, training)
         if path == "torch loop":
@@ -140,7 +140,7 @@ class GatePaths:
 
     def _recomputed(self, sequences, initial_state, mask, training):
         """h from the path chosen without gates, then every gate recomputed from it."""
-        h_path = self.path(sequences, mask, training, return_gates=False)
+        h_path = self.chosen_path(sequences, mask, training, return_gates=False)
         if h_path == "torch loop":
             _, h, states = self._torch_loop(sequences, initial_state, training, True)
         else:

@@ -127,20 +127,11 @@ def _short(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def make_tuner(
-    hypermodel: GateHyperModel,
-    tuner: str = "random",
-    max_trials: int = 8,
-    epochs: int | None = None,
-    seed: int = 0,
-    directory: str = "runs/kgates",
-) -> keras_tuner.Tuner:
-    """A Keras Tuner tuner of kind `tuner` over `hypermodel`, in `directory/search`.
-
-    Hyperband uses `epochs` as its `max_epochs` and stops after `max_trials`.
-    """
-    if tuner not in TUNERS:
-        raise ValueError(f"unknown tuner {tuner!r}; expected one of {', '.join(TUNERS)}.")
+def make_tuner(hypermodel: GateHyperModel, spec: dict, epochs: int, directory: str):
+    """The Keras Tuner tuner of `spec` (see `open_search`) over `hypermodel`, in
+    `directory/search`. Hyperband uses `epochs` as its `max_epochs` and stops after
+    the spec's `max_trials`."""
+    tuner, max_trials, seed = spec["tuner"], spec["max_trials"], spec["seed"]
     task = hypermodel.task
     objective = keras_tuner.Objective(task.objective, task.direction)
     common = {
@@ -152,7 +143,7 @@ def make_tuner(
         "max_consecutive_failed_trials": 10,
     }
     if tuner == "hyperband":
-        search = TUNERS[tuner](max_epochs=epochs or task.epochs, **common)
+        search = TUNERS[tuner](max_epochs=epochs, **common)
         search.oracle.max_trials = max_trials  # Hyperband has no trial budget of its own
     else:
         search = TUNERS[tuner](max_trials=max_trials, **common)

@@ -63,9 +63,7 @@ def tune(
         raise ValueError("the task needs at least 2 training samples.")
     hypermodel = GateHyperModel(task_, spec["cells"], spec["seed"], **spec["space"])
     write_spec(directory, spec)
-    search = make_tuner(
-        hypermodel, spec["tuner"], spec["max_trials"], epochs, spec["seed"], directory
-    )
+    search = make_tuner(hypermodel, spec, epochs, directory)
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.EarlyStopping(task_.objective, patience=patience, mode=task_.direction),
