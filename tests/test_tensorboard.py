@@ -164,6 +164,16 @@ def test_large_probe_is_subsampled():
         ),
         ({}, _model, "argument `probe` is required"),
         ({"probe": np.zeros((4, STEPS, FEATURES)), "gate_freq": -1}, _model, "`gate_freq`"),
+        (
+            {"probe": np.zeros((4, STEPS, FEATURES)), "probe_mask": np.ones((4, STEPS - 1))},
+            _model,
+            r"`probe_mask` must be a \(batch, time\) array of shape \(4, 10\)",
+        ),
+        (
+            {"probe": np.zeros((4, STEPS, FEATURES)), "probe_mask": np.ones(STEPS)},
+            _model,
+            "`probe_mask`",
+        ),
     ],
 )
 def test_bad_input_fails_before_the_first_epoch(kwargs, model, match, tmp_path):

@@ -203,3 +203,25 @@ def test_model_without_recurrent_layers():
         kgates.trace(model, np.ones((2, 5, 2)))
     with pytest.raises(TypeError, match="keras.Model"):
         kgates.trace(keras.layers.LSTM(3), np.ones((2, 5, 2)))
+
+
+def test_an_explicit_mask_is_honoured_without_a_static_time_axis(rng):
+    x, mask = padded(rng)
+    layer = keras.layers.LSTM(6, return_sequences=True)
+    model = keras.Sequential([keras.Input((None, 3)), layer])
+    randomize(model, rng)
+    weights = dict(zip(["kernel", "recurrent_kernel", "bias"], layer.get_weights()))
+    for traced in (kgates.trace(model, x, mask=mask), Tracer(model)(x, mask=mask)):
+        _assert_equal(traced[layer.name], lstm_reference(x, weights, 6, mask=mask), mask)
+        assert np.array_equal(np.ma.getmaskarray(traced[layer.name]["f"])[..., 0], ~mask)
+
+
+@pytest.mark.parametrize("shape", [(4,), (4, 8), (3, 9), (4, 9, 1)])
+def test_a_mask_of_the_wrong_shape_is_an_error_naming_it(shape, rng):
+    x, _ = padded(rng)
+    for time in (9, None):
+        model = keras.Sequential([keras.Input((time, 3)), keras.layers.LSTM(4)])
+        with pytest.raises(ValueError, match=r"argument `mask` must be a \(batch, time\)"):
+            kgates.trace(model, x, mask=np.ones(shape, bool))
+        with pytest.raises(ValueError, match="argument `mask`"):
+            kgates.gradient_flow(model, x, mask=np.ones(shape, bool))

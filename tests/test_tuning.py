@@ -9,7 +9,7 @@ from helpers import read_events
 from scipy import stats
 
 import kgates
-from kgates.study import _directory, _hypermodel
+from kgates.study import _directory, _hypermodel, _search
 from kgates.study import _report as report
 
 TINY = {"samples": 64, "length": 8}
@@ -285,3 +285,26 @@ def test_other_tuners_keep_to_the_trial_budget(tmp_path, tuner):
     )
     trials = report.load_trials(directory)
     assert len(trials) == 2 and all(report.completed(t) for t in trials)
+
+
+def _first_trials(directory, seed, count=6):
+    spec = _directory.open_search(
+        directory, cells=_directory.DEFAULT_CELLS, seed=seed, sizes=TINY, max_trials=count
+    )
+    task = kgates.make_task(spec["task"], spec["seed"], **spec["sizes"])
+    hypermodel = kgates.GateHyperModel(task, spec["cells"], spec["seed"], **spec["space"])
+    tuner = _search.make_tuner(hypermodel, spec, 1, directory)
+    drawn = []
+    for k in range(count):
+        trial = tuner.oracle.create_trial(f"tuner{k}")
+        drawn.append(dict(trial.hyperparameters.values))
+    return drawn
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_the_same_seed_draws_the_same_trials_and_every_cell_in_turn(tmp_path, seed):
+    first = _first_trials(str(tmp_path / "a"), seed)
+    assert first == _first_trials(str(tmp_path / "b"), seed)
+    cells = [values["cell"] for values in first]
+    assert cells == [*_directory.DEFAULT_CELLS, *_directory.DEFAULT_CELLS[:2]]
+    assert first != _first_trials(str(tmp_path / "c"), seed + 1)

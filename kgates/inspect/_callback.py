@@ -175,6 +175,9 @@ class TensorBoard(keras.callbacks.TensorBoard):
         if self.gate_freq:
             self._check_probe(model)
             self._tracer = Tracer(model, self.layers)
+            self.probe_mask = self._tracer.walk.check_mask(
+                self.probe_mask, self.probe_x, "kgates.TensorBoard", "probe_mask"
+            )
             self._flow = GradientFlow(model, walk=self._tracer.walk) if self.gradients else None
 
     def _check_probe(self, model):

@@ -189,13 +189,18 @@ class GradientFlow:
         return result
 
     def __call__(self, x, y=None, mask=None) -> dict:
+        mask = self.walk.check_mask(mask, x, "kgates.gradient_flow")
         inputs, mask = self.walk.layer_inputs(x, mask)
         upstream = self.upstream(x, y)
         flows = {}
         for part in self.walk.parts:
             xs = inputs[part.name]
-            part_mask = mask if mask is not None and mask.shape[1] == xs.shape[1] else None
-            flows[part.name] = self.part(part, xs, part_mask, upstream[part.name])
+            if mask is not None and mask.shape[1] != xs.shape[1]:
+                raise ValueError(
+                    f"kgates.gradient_flow: argument `mask` has {mask.shape[1]} steps, but "
+                    f"layer {part.name!r} sees {xs.shape[1]}."
+                )
+            flows[part.name] = self.part(part, xs, mask, upstream[part.name])
         return flows
 
 

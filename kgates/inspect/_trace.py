@@ -108,7 +108,7 @@ class Tracer:
             for part in self.parts:
                 x = part.sequence_input
                 kwargs = {}
-                if mask is not None and x.shape[1] == steps:
+                if mask is not None and x.shape[1] in (None, steps):
                     kwargs["mask"] = mask
                 for name, value in self._gates[part.name](x, **kwargs).items():
                     outputs[f"{part.name}/{name}"] = value
@@ -121,7 +121,7 @@ class Tracer:
         if mask is None:
             model, inputs = self._gate_model(False), x
         else:
-            mask = np.asarray(ops.convert_to_numpy(mask), bool)
+            mask = self.walk.check_mask(mask, x, "kgates.trace")
             model, inputs = self._gate_model(True, mask.shape[1]), [x, mask]
         if self.compiled:
             out = model.predict_on_batch(inputs)

@@ -6,6 +6,7 @@ import warnings
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 from keras import ops
 
 from kgates.cells._equivalent import STOCK_CELLS
@@ -117,6 +118,24 @@ class ModelWalk:
             or (isinstance(layer, keras.layers.Embedding) and layer.mask_zero)
         ]
         self._features = None
+
+    def check_mask(self, mask, x, who: str = "kgates", name: str = "mask"):
+        """`mask` as a `(batch, time)` boolean NumPy array, checked against the batch `x`
+        and the time axis of the recurrent layers (None passes through)."""
+        if mask is None:
+            return None
+        mask = np.asarray(ops.convert_to_numpy(mask))
+        batch = tuple(keras.tree.flatten(x)[0].shape)
+        steps = {p.sequence_input.shape[1] for p in self.parts} - {None}
+        if not steps and len(batch) >= 2:
+            steps = {batch[1]}
+        if mask.ndim != 2 or mask.shape[0] != batch[0] or (steps and mask.shape[1] not in steps):
+            wanted = f"({batch[0]}, {' or '.join(map(str, sorted(steps))) or 'time'})"
+            raise ValueError(
+                f"{who}: argument `{name}` must be a (batch, time) array of shape {wanted} "
+                f"for inputs of shape {batch}; got shape {mask.shape}."
+            )
+        return mask.astype(bool)
 
     def layer_inputs(self, x, mask=None):
         """The input sequence of every part, and the (B, T) mask (or None)."""

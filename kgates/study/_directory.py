@@ -63,8 +63,8 @@ def search_spec(
         raise ValueError("the hyperband tuner needs `epochs` (its max_epochs) >= 2.")
     if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
         raise ValueError(f"`max_trials` must be a positive integer, got {max_trials!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"`seed` must be an integer, got {seed!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"`seed` must be an integer >= 0, got {seed!r}.")
     return {
         "task": task,
         "sizes": sizes,

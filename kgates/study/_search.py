@@ -57,10 +57,9 @@ class _GateSearch:
     runs with HParams on every backend, a seed per trial, a record of each run of a
     trial (`runs.jsonl`), its gate statistics (`gates.json`) and progress lines."""
 
-    def __init__(self, *args, seed: int = 0, **kwargs):
+    def __init__(self, *args, **kwargs):
         self._boards = {}
-        self._seed = seed
-        super().__init__(*args, seed=seed, **kwargs)
+        super().__init__(*args, **kwargs)
 
     def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
         # Keras Tuner does this on TensorFlow only (with tf.summary): here
@@ -78,7 +77,7 @@ class _GateSearch:
                 self._boards[trial.trial_id] = callback
 
     def run_trial(self, trial, *args, **kwargs):
-        keras.utils.set_random_seed(self._seed * 10007 + int(trial.trial_id))
+        keras.utils.set_random_seed(self.hypermodel.seed * 10007 + int(trial.trial_id))
         return super().run_trial(trial, *args, **kwargs)
 
     def on_trial_begin(self, trial):
@@ -108,8 +107,37 @@ class _GateSearch:
         super().on_trial_end(trial)
 
 
-class GateRandomSearch(_GateSearch, keras_tuner.RandomSearch):
-    """`keras_tuner.RandomSearch` with kgates's per-trial logging."""
+class CellsInTurnOracle(keras_tuner.oracles.RandomSearchOracle):
+    """Random search in which trial k runs the k-th cell in turn (NP, GRU, CIFG, NFG,
+    NP, ...) and draws the rest at random: a small search compares every cell it
+    names, equally often."""
+
+    def _random_values(self):
+        cell = next((hp for hp in self.hyperparameters.space if hp.name == "cell"), None)
+        if cell is None or not hasattr(cell, "values"):
+            return super()._random_values()
+        turn = cell.values[len(self.trials) % len(cell.values)]  # earlier trials, resumed too
+        cell.random_sample = lambda seed=None: turn
+        try:
+            return super()._random_values()
+        finally:
+            del cell.random_sample
+
+
+class GateRandomSearch(_GateSearch, keras_tuner.Tuner):
+    """Random search over kgates cells, each cell in turn (`CellsInTurnOracle`), with
+    kgates's per-trial logging."""
+
+    def __init__(
+        self, hypermodel, objective, max_trials, seed, max_consecutive_failed_trials, **kwargs
+    ):
+        oracle = CellsInTurnOracle(
+            objective=objective,
+            max_trials=max_trials,
+            seed=seed,
+            max_consecutive_failed_trials=max_consecutive_failed_trials,
+        )
+        super().__init__(oracle, hypermodel, **kwargs)
 
 
 class GateBayesianOptimization(_GateSearch, keras_tuner.BayesianOptimization):
@@ -131,7 +159,10 @@ def make_tuner(hypermodel: GateHyperModel, spec: dict, epochs: int, directory: s
     """The Keras Tuner tuner of `spec` (see `open_search`) over `hypermodel`, in
     `directory/search`. Hyperband uses `epochs` as its `max_epochs` and stops after
     the spec's `max_trials`."""
-    tuner, max_trials, seed = spec["tuner"], spec["max_trials"], spec["seed"]
+    tuner, max_trials = spec["tuner"], spec["max_trials"]
+    # Keras Tuner reads a seed of 0 as "none" (`seed or random.randint(1, 10000)`):
+    # seed + 1 makes every kgates seed, 0 included, reproducible.
+    seed = spec["seed"] + 1
     task = hypermodel.task
     objective = keras_tuner.Objective(task.objective, task.direction)
     common = {
