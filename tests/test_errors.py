@@ -35,7 +35,7 @@ def test_coupled_with_pinned_input_or_forget_gate():
     kgates.LSTMCell(4, coupled=True, pin={"o": 1.0})  # fine
 
 
-@pytest.mark.parametrize("units", [0, -3, 2.5, "8", True])
+@pytest.mark.parametrize("units", [0, -3, 2.5, "8", True, np.float64(4.0)])
 @pytest.mark.parametrize("cls", [kgates.LSTMCell, kgates.GRUCell])
 def test_units_must_be_positive_integer(cls, units):
     with pytest.raises(ValueError, match="`units` must be a positive integer"):
@@ -74,3 +74,44 @@ def test_split_gates_checks_width_and_cell():
         kgates.split_gates(np.zeros((2, 4)), cell)
     with pytest.raises(TypeError, match="kgates cell"):
         kgates.split_gates(np.zeros((2, 24)), keras.layers.LSTMCell(4))
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda: kgates.LSTMCell(4, return_gates="no"), "return_gates"),
+        (lambda: kgates.GRUCell(4, return_gates="no"), "return_gates"),
+        (lambda: kgates.LSTMCell(4, peephole="no"), "peephole"),
+        (lambda: kgates.LSTMCell(4, coupled=1), "coupled"),
+        (lambda: kgates.GRUCell(4, reset_after="yes"), "reset_after"),
+        (lambda: kgates.LSTM(4, return_gates="no"), "return_gates"),
+    ],
+)
+def test_booleans_must_be_booleans(make, name):
+    with pytest.raises(TypeError, match=f"`{name}` must be True or False"):
+        make()
+
+
+@pytest.mark.parametrize("rate", ["0.2", 1.5, -0.1, None])
+@pytest.mark.parametrize("name", ["dropout", "recurrent_dropout"])
+@pytest.mark.parametrize("cls", [kgates.LSTMCell, kgates.GRUCell, kgates.LSTM, kgates.GRU])
+def test_dropout_rates_must_be_numbers_in_0_1(cls, name, rate):
+    with pytest.raises(ValueError, match=f"`{name}` must be a number in \\[0, 1\\]"):
+        cls(4, **{name: rate})
+
+
+def test_numpy_scalars_are_numbers(rng):
+    x = rng.normal(size=(2, 5, 3)).astype("float32")
+    for cls in (kgates.LSTMCell, kgates.GRUCell):
+        cell = cls(np.int64(4), dropout=np.float32(0.0))
+        assert cell.units == 4 and type(cell.units) is int
+    layer = keras.layers.RNN(kgates.LSTMCell(4, pin={"f": np.float32(1)}), return_sequences=True)
+    assert layer.cell.pin == {"f": 1.0}
+    assert layer(x).shape == (2, 5, 4)
+    assert kgates.LSTM(np.int64(3))(x).shape == (2, 3)
+
+
+def test_split_gates_names_a_list():
+    cell = kgates.LSTMCell(4)
+    with pytest.raises(TypeError, match="argument `y` must be one tensor"):
+        kgates.split_gates([np.zeros((2, 24))], cell)

@@ -8,13 +8,39 @@ from collections.abc import Mapping
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 
 def check_units(units: Any, cls_name: str) -> int:
-    if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+    """`units` as an int (NumPy integers too, as Keras's cells accept them)."""
+    if (
+        isinstance(units, (bool, np.bool_))
+        or not isinstance(units, (int, np.integer))
+        or units <= 0
+    ):
         raise ValueError(f"{cls_name}: argument `units` must be a positive integer, got {units!r}.")
-    return units
+    return int(units)
+
+
+def check_flag(value: Any, name: str, cls_name: str) -> bool:
+    """A boolean option: True or False (NumPy's too), never a truthy string."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{cls_name}: argument `{name}` must be True or False, got {value!r}.")
+    return bool(value)
+
+
+def check_rate(value: Any, name: str, cls_name: str) -> float:
+    """A dropout rate: a number in [0, 1]."""
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not 0.0 <= value <= 1.0
+    ):
+        raise ValueError(
+            f"{cls_name}: argument `{name}` must be a number in [0, 1], got {value!r}."
+        )
+    return float(value)
 
 
 def check_pin(pin: Mapping[str, float] | None, pinnable: tuple[str, ...], cls_name: str) -> dict:
@@ -35,7 +61,9 @@ def check_pin(pin: Mapping[str, float] | None, pinnable: tuple[str, ...], cls_na
                 f"{cls_name}: unknown gate {name!r} in argument `pin`; "
                 f"the gates that can be pinned are {pinnable}."
             )
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)
+        ):
             raise TypeError(
                 f"{cls_name}: `pin[{name!r}]` must be a number in [0, 1], got {value!r}."
             )
@@ -72,7 +100,7 @@ class GatedCellMixin:
 
     @return_gates.setter
     def return_gates(self, value: bool) -> None:
-        self._return_gates = bool(value)
+        self._return_gates = check_flag(value, "return_gates", type(self).__name__)
         width = 1 + len(self.gate_names) if self._return_gates else 1
         self.output_size = self.units * width
 
@@ -128,6 +156,11 @@ def split_gates(y, cell) -> dict:
     >>> sorted(kgates.split_gates(y, cell))
     ['c', 'f', 'g', 'h', 'i', 'o']
     """
+    if not hasattr(y, "shape"):
+        raise TypeError(
+            "split_gates: argument `y` must be one tensor or array (a layer's packed "
+            f"output), got {type(y).__name__}."
+        )
     if isinstance(cell, keras.layers.Bidirectional):
         names, units = _gate_names_of(cell.forward_layer)
         width = units * (1 + len(names))

@@ -9,7 +9,9 @@ from keras import ops
 
 from kgates.cells._gates import (
     GatedCellMixin,
+    check_flag,
     check_pin,
+    check_rate,
     check_step_input_shape,
     check_units,
 )
@@ -87,7 +89,9 @@ class GRUCell(GatedCellMixin, keras.layers.GRUCell):
         pin: Mapping[str, float] | None = None,
         **kwargs,
     ):
-        check_units(units, type(self).__name__)
+        units = check_units(units, type(self).__name__)
+        dropout = check_rate(dropout, "dropout", type(self).__name__)
+        recurrent_dropout = check_rate(recurrent_dropout, "recurrent_dropout", type(self).__name__)
         super().__init__(
             units,
             activation=activation,
@@ -109,6 +113,7 @@ class GRUCell(GatedCellMixin, keras.layers.GRUCell):
             **kwargs,
         )
         self.dropout_mask_count = None
+        check_flag(reset_after, "reset_after", "GRUCell")
         self.pin = check_pin(pin, ("z", "r"), "GRUCell")
         self.weighted_gates = tuple(g for g in "zrg" if g not in self.pin)
         self.return_gates = return_gates

@@ -9,7 +9,9 @@ from keras import activations, initializers, ops
 
 from kgates.cells._gates import (
     GatedCellMixin,
+    check_flag,
     check_pin,
+    check_rate,
     check_step_input_shape,
     check_units,
 )
@@ -114,7 +116,9 @@ class LSTMCell(GatedCellMixin, keras.layers.LSTMCell):
         gate_recurrence: bool | None = None,
         **kwargs,
     ):
-        check_units(units, type(self).__name__)
+        units = check_units(units, type(self).__name__)
+        dropout = check_rate(dropout, "dropout", type(self).__name__)
+        recurrent_dropout = check_rate(recurrent_dropout, "recurrent_dropout", type(self).__name__)
         super().__init__(
             units,
             activation=activation,
@@ -148,9 +152,9 @@ class LSTMCell(GatedCellMixin, keras.layers.LSTMCell):
                 "gate_recurrence": gate_recurrence,
             },
         )
-        self.peephole = bool(options["peephole"])
+        self.peephole = check_flag(options["peephole"], "peephole", "LSTMCell")
         self.pin = check_pin(options["pin"], ("i", "f", "o"), "LSTMCell")
-        self.coupled = bool(options["coupled"])
+        self.coupled = check_flag(options["coupled"], "coupled", "LSTMCell")
         if self.coupled and ("i" in self.pin or "f" in self.pin):
             raise ValueError(
                 "LSTMCell: `coupled=True` sets f = 1 - i, so neither i nor f can be "
@@ -158,7 +162,7 @@ class LSTMCell(GatedCellMixin, keras.layers.LSTMCell):
             )
         self.input_activation = self._activation_option(options["input_activation"])
         self.output_activation = self._activation_option(options["output_activation"])
-        self.gate_recurrence = bool(options["gate_recurrence"])
+        self.gate_recurrence = check_flag(options["gate_recurrence"], "gate_recurrence", "LSTMCell")
         # Gates computed from weights (kernel column order), and the sigmoid
         # gates among them that feed the gate recurrence.
         self.weighted_gates = tuple(

@@ -98,8 +98,8 @@ class GatePaths:
             self.supports_jit = False  # as Keras's layer: cuDNN does not XLA-compile
         self.gate_path = gate_path
         self.fusable = fusable
-        self.return_gates = return_gates
-        self.cell.return_gates = return_gates
+        self.cell.return_gates = return_gates  # checked there: True or False
+        self.return_gates = self.cell.return_gates
         if return_gates:
             self.zero_output_for_mask = True  # a packed output is not a state
 
