@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 
@@ -16,6 +17,36 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
+    return int(text)
+
+
+def _directory(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a directory, got an empty string")
+    return text
+
+
+def _worker_id(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", text):
+        raise argparse.ArgumentTypeError(
+            f"expected letters, digits and . _ - (a name, not a path), got {text!r}"
+        )
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         "board", help="start TensorBoard on 127.0.0.1 with the gate dashboards of LOGDIR"
     )
     board.add_argument("logdir", help="a run directory, or a directory of runs")
-    board.add_argument("--port", type=int, default=6006, help="port (6006; 0 picks a free one)")
+    board.add_argument("--port", type=_port, default=6006, help="port (6006; 0 picks a free one)")
     return parser
 
 
@@ -74,18 +105,20 @@ def _range(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"expected a value or LOW:HIGH, got {text!r}") from None
 
 
-def _bool(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise ValueError(text)
+def _bools(text: str) -> tuple:
+    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    values = [words.get(v.strip().lower()) for v in text.split(",")]
+    if None in values:
+        raise argparse.ArgumentTypeError(f"expected true, false or true,false, got {text!r}")
+    return tuple(values)
 
 
 def _address(text: str) -> tuple[str, str]:
     host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT with a port from 1 to 65535, got {text!r}"
+        )
     return host, port
 
 
@@ -98,7 +131,7 @@ _SPACE_FLAGS = {
     "dropout": _range,
     "forget_bias": _list(str),
     "clipnorm": _list(float),
-    "reset_after": _list(_bool),
+    "reset_after": _bools,
 }
 
 
@@ -134,7 +167,9 @@ def _add_tune(commands) -> None:
         "--seed", type=int, help=f"seed of data, tuner and weights (default: {DEFAULTS['seed']})"
     )
     tune.add_argument(
-        "--directory", help="where the search lives (default: runs/TASK); same again resumes"
+        "--directory",
+        type=_directory,
+        help="where the search lives (default: runs/TASK); same again resumes",
     )
     sizes = tune.add_argument_group("task sizes (default: the task's own)")
     for flag in _SIZE_FLAGS:
@@ -149,7 +184,10 @@ def _add_tune(commands) -> None:
             default = ":".join(str(v) for v in SPACE[name])
         space.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"(default: {default})")
     tune.add_argument(
-        "--gate-freq", type=int, default=1, help="epochs between gate dashboards; 0: off (1)"
+        "--gate-freq",
+        type=_non_negative_int,
+        default=1,
+        help="epochs between gate dashboards; 0: off (1)",
     )
     tune.add_argument("--patience", type=_positive_int, default=3, help="early stopping (3)")
     tune.add_argument(
@@ -162,7 +200,9 @@ def _add_tune(commands) -> None:
     where.add_argument(
         "--worker", type=_address, metavar="HOST:PORT", help="run trials for the chief at HOST:PORT"
     )
-    tune.add_argument("--worker-id", help="this worker's name (default: worker-HOST-PID)")
+    tune.add_argument(
+        "--worker-id", type=_worker_id, help="this worker's name (default: worker-HOST-PID)"
+    )
 
 
 def _tune(args) -> int:
@@ -224,7 +264,7 @@ def serve(logdir: str, port: int) -> int:
         url = board.launch()
     except program.TensorBoardServerException as error:
         print(f"kgates board: {error.msg}", file=sys.stderr)
-        return 1
+        return 2
     print(f"TensorBoard for {logdir} at {url} (Ctrl-C to stop)", flush=True)
     try:
         while True:

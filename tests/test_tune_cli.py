@@ -128,6 +128,11 @@ def _tune(capsys, *args: str) -> tuple[int, str]:
         (["--learning-rate", "0:1e-2"], "`learning_rate` must satisfy 0 < low"),
         (["--tuner", "hyperband", "--epochs", "1"], "hyperband tuner needs `epochs`"),
         (["--task", "digits", "--length", "5"], "no size option 'length'"),
+        (["--task", "digits", "--samples", "10"], "its size is fixed"),
+        (["--learning-rate", "inf"], "`learning_rate` must be finite"),
+        (["--learning-rate", "1e-3:inf"], "`learning_rate` must be finite"),
+        (["--clipnorm", "1,inf"], "`clipnorm` values must be >= 0"),
+        (["--seed", "-1"], "`seed` must be an integer >= 0"),
     ],
 )
 def test_bad_options_are_named_and_write_nothing(tmp_path, capsys, args, match):
@@ -135,6 +140,27 @@ def test_bad_options_are_named_and_write_nothing(tmp_path, capsys, args, match):
     code, err = _tune(capsys, *args, "--directory", str(directory))
     assert code == 2 and match in err
     assert not directory.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["tune", "--gate-freq", "-1"], "argument --gate-freq: expected an integer >= 0"),
+        (["tune", "--chief", "127.0.0.1:70000"], "argument --chief: expected HOST:PORT"),
+        (["tune", "--worker", "localhost:x"], "argument --worker: expected HOST:PORT"),
+        (["tune", "--worker-id", "../../x"], "argument --worker-id: expected letters"),
+        (["tune", "--directory", ""], "argument --directory: expected a directory"),
+        (["tune", "--reset-after", "maybe"], "argument --reset-after: expected true, false"),
+        (["board", ".", "--port", "-1"], "argument --port: expected a port number"),
+        (["board", ".", "--port", "65536"], "argument --port: expected a port number"),
+    ],
+)
+def test_bad_values_are_refused_by_the_parser(tmp_path, capsys, monkeypatch, args, match):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(args)
+    assert exit_.value.code == 2 and match in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
 
 
 def test_a_different_search_in_the_directory_is_refused(tmp_path, capsys):

@@ -50,8 +50,9 @@ def search_spec(
     """What defines a search, validated and normalised (what `kgates_search.json` holds)."""
     known = task_sizes(task)  # raises on an unknown task
     sizes = {**known, **(sizes or {})}
-    for key in set(sizes) - set(known):
-        raise ValueError(f"task {task!r} has no size option {key!r} (it has: {', '.join(known)}).")
+    for key in sorted(set(sizes) - set(known)):
+        has = f"it has: {', '.join(known)}" if known else "its size is fixed"
+        raise ValueError(f"task {task!r} has no size option {key!r} ({has}).")
     cells, full = check_space(cells, space or {})
     if tuner not in TUNER_NAMES:
         raise ValueError(f"unknown tuner {tuner!r}; expected one of {', '.join(TUNER_NAMES)}.")

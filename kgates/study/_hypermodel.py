@@ -55,6 +55,8 @@ def check_space(cells, space: dict) -> tuple[tuple[str, ...], dict]:
             if len(value) > 2 or not all(isinstance(v, (int, float)) for v in value):
                 raise ValueError(f"`{name}` must be a value or a (low, high) range, got {value}.")
             low, high = float(value[0]), float(value[-1])
+            if not (math.isfinite(low) and math.isfinite(high)):
+                raise ValueError(f"`{name}` must be finite, got {value}.")
             ok = 0 < low <= high if name == "learning_rate" else 0 <= low <= high < 1
             if not ok:
                 bounds = "0 < low <= high" if name == "learning_rate" else "0 <= low <= high < 1"
@@ -70,7 +72,7 @@ def check_space(cells, space: dict) -> tuple[tuple[str, ...], dict]:
             if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
                 raise ValueError(f"`{name}` values must be positive integers, got {value}.")
         elif name == "clipnorm":
-            if not all(isinstance(v, (int, float)) and v >= 0 for v in value):
+            if not all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in value):
                 raise ValueError(f"`clipnorm` values must be >= 0 (0: none), got {value}.")
             value = tuple(float(v) for v in value)
         out[name] = value if name in RANGES else tuple(dict.fromkeys(value))
