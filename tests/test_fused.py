@@ -136,14 +136,14 @@ def test_stepped_layers_draw_the_dropout_masks_of_the_cell(
 ):
     # With the same seed, the stepped kgates layer (with and without gates)
     # draws the dropout masks of keras.layers.RNN around the same cell, and
-    # the input mask of Keras's layer (which draws one mask per gate only
-    # with recurrent dropout).
+    # those of Keras's layer (one mask per gate with recurrent dropout).
     x, mask = padded(rng)
     options = dict(dropout=0.4, recurrent_dropout=recurrent_dropout, seed=7, **kwargs)
     cell_cls = type(ours(5).cell)
-    refs = [keras.layers.RNN(cell_cls(5, **options), return_sequences=True)]
-    if not recurrent_dropout:
-        refs.append(theirs(5, return_sequences=True, **options))
+    refs = [
+        keras.layers.RNN(cell_cls(5, **options), return_sequences=True),
+        theirs(5, return_sequences=True, **options),
+    ]
     layers = [
         ours(5, return_sequences=True, use_cudnn=False, **options),
         ours(5, return_sequences=True, return_gates=True, gate_path="step", **options),

@@ -46,6 +46,22 @@ def test_default_initial_weights_equal_keras_under_the_same_seed():
     assert npy(nfg.bias).tolist() == [0.0] * 9  # no forget gate, no ones
 
 
+def test_a_seeded_random_bias_initializer_draws_as_keras_does():
+    # Keras calls the initializer once for i and once for (c, o): a seeded
+    # initializer called per gate would give o the biases of i.
+    def initializer():
+        return keras.initializers.RandomUniform(-1.0, 1.0, seed=5)
+
+    ours = kgates.LSTMCell(4, bias_initializer=initializer())
+    theirs = keras.layers.LSTMCell(4, bias_initializer=initializer())
+    for cell in (ours, theirs):
+        cell.build((None, 2))
+    bias = npy(ours.bias)
+    np.testing.assert_array_equal(bias, npy(theirs.bias))
+    assert not np.array_equal(bias[:4], bias[12:])  # i and o differ
+    np.testing.assert_array_equal(bias[4:8], np.ones(4))
+
+
 def test_matches_keras_after_training_steps(rng):
     x = _x(rng, (16, 10, 4))
     y = rng.normal(size=(16, 1)).astype("float32")

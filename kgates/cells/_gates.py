@@ -112,6 +112,31 @@ class GatedCellMixin:
             return weight
         return ops.cast(weight, x.dtype)
 
+    def _dropped(self, inputs, h_tm1, training):
+        """The step's inputs and h_tm1 after dropout, with the masks Keras's cells draw:
+        one each, or, with recurrent dropout (Keras's implementation 1), one per
+        weighted gate; then both come back as lists in `weighted_gates` order."""
+        per_gate = self.dropout_mask_count is not None
+        x, h = inputs, h_tm1
+        if training and 0.0 < self.dropout < 1.0:
+            mask = self.get_dropout_mask(inputs)
+            x = [inputs * m for m in mask] if per_gate else inputs * mask
+        if training and 0.0 < self.recurrent_dropout < 1.0:
+            mask = self.get_recurrent_dropout_mask(h_tm1)
+            h = [h_tm1 * m for m in mask] if per_gate else h_tm1 * mask
+        if isinstance(x, list) or isinstance(h, list):
+            n = len(self.weighted_gates)
+            x, h = (v if isinstance(v, list) else [v] * n for v in (x, h))
+        return x, h
+
+    def _matmul(self, values, weight):
+        """`values @ weight`; for a list (one input per gate), each its own columns."""
+        if not isinstance(values, list):
+            return ops.matmul(values, self._cast_to(weight, values))
+        weight = self._cast_to(weight, values[0])
+        columns = ops.split(weight, len(values), axis=1)
+        return ops.concatenate([ops.matmul(v, w) for v, w in zip(values, columns)], axis=-1)
+
     def _pinned(self, name: str, like):
         """The constant of a pinned gate, shaped and typed like `like`."""
         return ops.full_like(like, self.pin[name])

@@ -112,10 +112,11 @@ class GRUCell(GatedCellMixin, keras.layers.GRUCell):
             seed=seed,
             **kwargs,
         )
-        self.dropout_mask_count = None
         check_flag(reset_after, "reset_after", "GRUCell")
         self.pin = check_pin(pin, ("z", "r"), "GRUCell")
         self.weighted_gates = tuple(g for g in "zrg" if g not in self.pin)
+        # As Keras's cell: a dropout mask per gate where it steps gate by gate.
+        self.dropout_mask_count = len(self.weighted_gates) if self.implementation == 1 else None
         self.return_gates = return_gates
 
     def build(self, input_shape):
@@ -155,21 +156,22 @@ class GRUCell(GatedCellMixin, keras.layers.GRUCell):
         reset (`candidate`), so the second dict holds the sigmoid gates' only.
         """
         n = len(self.weighted_gates)
-        xw = ops.matmul(x, self._cast_to(self.kernel, x))
+        xw = self._matmul(x, self.kernel)
         if self.use_bias:
-            xw = xw + self._cast_to(self.bias[0] if self.reset_after else self.bias, x)
+            xw = xw + self._cast_to(self.bias[0] if self.reset_after else self.bias, xw)
         xw = dict(zip(self.weighted_gates, ops.split(xw, n, axis=-1)))
         if self.reset_after:
-            hu = ops.matmul(h_tm1, self._cast_to(self.recurrent_kernel, x))
+            hu = self._matmul(h_tm1, self.recurrent_kernel)
             if self.use_bias:
-                hu = hu + self._cast_to(self.bias[1], x)
+                hu = hu + self._cast_to(self.bias[1], hu)
             return xw, dict(zip(self.weighted_gates, ops.split(hu, n, axis=-1)))
         if n == 1:
             return xw, {}
-        recurrent = self._cast_to(self.recurrent_kernel, x)[:, : self.units * (n - 1)]
-        return xw, dict(
-            zip(self.weighted_gates, ops.split(ops.matmul(h_tm1, recurrent), n - 1, -1))
-        )
+        if isinstance(h_tm1, list):  # the sigmoid gates' own inputs
+            h_tm1 = h_tm1[:-1]
+        recurrent = self.recurrent_kernel[:, : self.units * (n - 1)]
+        hu = ops.split(self._matmul(h_tm1, recurrent), n - 1, axis=-1)
+        return xw, dict(zip(self.weighted_gates, hu))
 
     def step_gates(self, xw: dict, hu: dict, h_tm1) -> tuple:
         """`(z, r, g)` from the projections and the previous state."""
@@ -188,13 +190,10 @@ class GRUCell(GatedCellMixin, keras.layers.GRUCell):
 
     def call(self, inputs, states, training=False):
         h_tm1 = states[0] if isinstance(states, (list, tuple)) else states
-        if training and 0.0 < self.dropout < 1.0:
-            inputs = inputs * self.get_dropout_mask(inputs)
-        h_rec = h_tm1
-        if training and 0.0 < self.recurrent_dropout < 1.0:
-            h_rec = h_tm1 * self.get_recurrent_dropout_mask(h_tm1)
-
-        z, r, g = self.step_gates(*self.project(inputs, h_rec), h_rec)
+        inputs, h_rec = self._dropped(inputs, h_tm1, training)
+        z, r, g = self.step_gates(
+            *self.project(inputs, h_rec), h_rec[-1] if isinstance(h_rec, list) else h_rec
+        )
         h = z * h_tm1 + (1.0 - z) * g
 
         new_state = [h] if isinstance(states, (list, tuple)) else h

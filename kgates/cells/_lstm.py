@@ -139,8 +139,6 @@ class LSTMCell(GatedCellMixin, keras.layers.LSTMCell):
             seed=seed,
             **kwargs,
         )
-        # One dropout mask for the inputs and one for h, whatever the rates.
-        self.dropout_mask_count = None
         options = resolve_options(
             variant,
             {
@@ -169,6 +167,8 @@ class LSTMCell(GatedCellMixin, keras.layers.LSTMCell):
             g for g in "ifgo" if g not in self.pin and not (g == "f" and self.coupled)
         )
         self.recurrent_gates = tuple(g for g in self.weighted_gates if g != "g")
+        # As Keras's cell: a dropout mask per gate where it steps gate by gate.
+        self.dropout_mask_count = len(self.weighted_gates) if self.implementation == 1 else None
         if self.gate_recurrence:
             self.state_size = [units, units, units * len(self.recurrent_gates)]
         self.return_gates = return_gates
@@ -244,12 +244,15 @@ class LSTMCell(GatedCellMixin, keras.layers.LSTMCell):
     def _bias_initializer(self, shape, dtype=None):
         if not (self.unit_forget_bias and "f" in self.weighted_gates):
             return self.bias_initializer(shape, dtype=dtype)
-        parts = [
-            initializers.get("ones")((self.units,), dtype=dtype)
-            if gate == "f"
-            else self.bias_initializer((self.units,), dtype=dtype)
-            for gate in self.weighted_gates
-        ]
+        # As Keras's cell: one call for the gates before f, ones for f, one call
+        # for the gates after it (a seeded initializer called twice with the
+        # same shape would give each gate the same biases).
+        k = self.weighted_gates.index("f")
+        before, after = k, len(self.weighted_gates) - k - 1
+        parts = [self.bias_initializer((self.units * before,), dtype=dtype)] if before else []
+        parts.append(initializers.get("ones")((self.units,), dtype=dtype))
+        if after:
+            parts.append(self.bias_initializer((self.units * after,), dtype=dtype))
         return ops.concatenate(parts)
 
     def project(self, x, h_tm1, gates_tm1=None) -> dict:
@@ -257,16 +260,15 @@ class LSTMCell(GatedCellMixin, keras.layers.LSTMCell):
 
         Broadcasts over leading axes: `x` `(batch, features)` for one step or
         `(batch, time, features)` for all steps at once (given every h_tm1).
+        `x` and `h_tm1` may be lists, one per weighted gate (per-gate dropout).
         With `gate_recurrence`, `gates_tm1` (the previous i, f, o) adds its term.
         """
-        z = ops.matmul(x, self._cast_to(self.kernel, x)) + ops.matmul(
-            h_tm1, self._cast_to(self.recurrent_kernel, x)
-        )
+        z = self._matmul(x, self.kernel) + self._matmul(h_tm1, self.recurrent_kernel)
         if self.use_bias:
-            z = z + self._cast_to(self.bias, x)
+            z = z + self._cast_to(self.bias, z)
         z = dict(zip(self.weighted_gates, ops.split(z, len(self.weighted_gates), axis=-1)))
         if self.gate_recurrence:
-            extra = ops.matmul(gates_tm1, self._cast_to(self.gate_recurrent_kernel, x))
+            extra = self._matmul(gates_tm1, self.gate_recurrent_kernel)
             for name, term in zip(
                 self.recurrent_gates, ops.split(extra, len(self.recurrent_gates), axis=-1)
             ):
@@ -296,12 +298,8 @@ class LSTMCell(GatedCellMixin, keras.layers.LSTMCell):
         return self.recurrent_activation(z[name])
 
     def call(self, inputs, states, training=False, c_delta=None):
-        h_tm1, c_tm1 = states[0], states[1]
-        if training and 0.0 < self.dropout < 1.0:
-            inputs = inputs * self.get_dropout_mask(inputs)
-        if training and 0.0 < self.recurrent_dropout < 1.0:
-            h_tm1 = h_tm1 * self.get_recurrent_dropout_mask(h_tm1)
-
+        c_tm1 = states[1]
+        inputs, h_tm1 = self._dropped(inputs, states[0], training)
         z = self.project(inputs, h_tm1, states[2] if self.gate_recurrence else None)
         i, f, g = self.write_gates(z, c_tm1)
         c = f * c_tm1 + i * g
