@@ -194,3 +194,34 @@ def test_worker_without_a_chief_gives_up_with_a_message(tmp_path, capsys, monkey
         monkeypatch.delenv(name)
     code, err = _tune(capsys, "--directory", str(tmp_path), "--worker", "127.0.0.1:1")
     assert code == 2 and "start the chief first" in err
+
+
+HOLD_LOCK = """
+import sys, time
+from kgates.study._directory import writer_lock
+with writer_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.processes
+def test_a_second_writer_is_refused_until_the_first_dies(tmp_path):
+    directory = str(tmp_path / "search")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, directory], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        second = subprocess.run(
+            _kgates("tune", *TINY, "--max-trials", "1", "--directory", directory),
+            capture_output=True, text=True, env=_environment(), timeout=300,
+        )  # fmt: skip
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert f"in use by another kgates tune (process {holder.pid})" in second.stderr
+        assert sorted(os.listdir(directory)) == ["kgates.lock"]  # nothing else written
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with _directory.writer_lock(directory):  # the kernel released it with the process
+        pass

@@ -308,3 +308,13 @@ def test_the_same_seed_draws_the_same_trials_and_every_cell_in_turn(tmp_path, se
     cells = [values["cell"] for values in first]
     assert cells == [*_directory.DEFAULT_CELLS, *_directory.DEFAULT_CELLS[:2]]
     assert first != _first_trials(str(tmp_path / "c"), seed + 1)
+
+
+def test_a_directory_being_written_is_refused_and_untouched(tmp_path):
+    directory = str(tmp_path / "search")
+    with _directory.writer_lock(directory):
+        with pytest.raises(ValueError, match="in use by another kgates tune"):
+            kgates.tune(directory, sizes=TINY, max_trials=1, epochs=1, verbose=0)
+        assert os.listdir(directory) == ["kgates.lock"]
+    # a lock left behind by a killed run does not count as content
+    assert _directory.open_search(directory)["task"] == "adding"

@@ -13,6 +13,8 @@ A search lives in one directory:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 
@@ -20,6 +22,7 @@ from kgates.study._hypermodel import check_space
 from kgates.study._tasks import task_sizes
 
 SPEC_FILE = "kgates_search.json"
+LOCK_FILE = "kgates.lock"  # held by the one process that writes the search
 PROJECT = "search"
 TUNER_NAMES = ("random", "bayesian", "hyperband")
 DEFAULT_CELLS = ("NP", "GRU", "CIFG", "NFG")  # what `kgates tune` compares unless told
@@ -110,7 +113,7 @@ def open_search(directory: str, **given) -> dict:
     if unknown:
         raise TypeError(f"open_search: unknown option {unknown[0]!r}; expected {sorted(DEFAULTS)}.")
     stored = stored_search(directory)
-    if stored is None and os.path.isdir(directory) and os.listdir(directory):
+    if stored is None and os.path.isdir(directory) and set(os.listdir(directory)) - {LOCK_FILE}:
         raise ValueError(
             f"{directory} is not empty and holds no kgates search ({SPEC_FILE}); "
             "pick a new or empty directory."
@@ -137,6 +140,36 @@ def open_search(directory: str, **given) -> dict:
                 "Re-run with the same options (or none) to resume it, or pick a new directory."
             )
     return spec
+
+
+class SearchInUse(ValueError):
+    """Another process writes the search in this directory."""
+
+
+@contextlib.contextmanager
+def writer_lock(directory: str):
+    """Holds `directory`'s lock while the block runs: one writer per search.
+
+    An OS lock (flock) on `kgates.lock`: a second writer is refused at once, and
+    the lock goes with its process however that ends (SIGKILL too).
+    """
+    os.makedirs(directory, exist_ok=True)
+    fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise SearchInUse(
+            f"{directory} is in use by another kgates tune (process {holder}); wait for "
+            "it to finish, or pick another directory (workers join with --worker)."
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def stored_search(directory: str) -> dict | None:

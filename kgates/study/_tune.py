@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -9,7 +10,7 @@ import keras
 import keras_tuner
 
 from kgates.inspect._callback import TensorBoard
-from kgates.study._directory import open_search, write_spec
+from kgates.study._directory import open_search, write_spec, writer_lock
 from kgates.study._hypermodel import GateHyperModel
 from kgates.study._search import make_tuner, write_hparams_experiment
 from kgates.study._tasks import make_task
@@ -62,9 +63,7 @@ def tune(
     if task_.x_train.shape[0] < 2:
         raise ValueError("the task needs at least 2 training samples.")
     hypermodel = GateHyperModel(task_, spec["cells"], spec["seed"], **spec["space"])
-    write_spec(directory, spec)
-    search = make_tuner(hypermodel, spec, epochs, directory)
-    callbacks = [
+    callbacks = [  # checked before anything is written
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.EarlyStopping(task_.objective, patience=patience, mode=task_.direction),
         TensorBoard(
@@ -74,18 +73,23 @@ def tune(
             image_freq=max(1, (epochs - 1) // max(gate_freq, 1)),
         ),
     ]
-    if os.environ.get("KERASTUNER_TUNER_ID", "chief").startswith("chief"):
-        write_hparams_experiment(
-            os.path.join(directory, "logs"), search.oracle.hyperparameters, task_
+    # One writer per directory: a single process or a chief; workers write
+    # only their trials, which the chief hands out.
+    chief = os.environ.get("KERASTUNER_TUNER_ID", "chief").startswith("chief")
+    with writer_lock(directory) if chief else contextlib.nullcontext():
+        write_spec(directory, spec)
+        search = make_tuner(hypermodel, spec, epochs, directory)
+        if chief:
+            logs = os.path.join(directory, "logs")
+            write_hparams_experiment(logs, search.oracle.hyperparameters, task_)
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes
+        search.search(
+            task_.x_train,
+            task_.y_train,
+            validation_data=(task_.x_val, task_.y_val),
+            epochs=epochs,
+            batch_size=64,
+            callbacks=callbacks,
+            verbose=verbose,
         )
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes, one per trial
-    search.search(
-        task_.x_train,
-        task_.y_train,
-        validation_data=(task_.x_val, task_.y_val),
-        epochs=epochs,
-        batch_size=64,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
     return search
