@@ -203,7 +203,9 @@ def test_tune_logs_every_trial_then_resumes_without_rerunning(tmp_path, capsys):
     before = {
         t["id"]: open(f"{directory}/search/trial_{t['id']}/trial.json").read() for t in trials
     }
-    capsys.readouterr()
+    first = capsys.readouterr().out  # progress: trial k of N, then the time left
+    assert "] trial 0: 1 of 2, cell=" in first and "] trial 1: 2 of 2, cell=" in first
+    assert "trial 0 COMPLETED in " in first and " left" in first.split("trial 1:")[0]
 
     kgates.tune(directory, **{**options, "max_trials": 3})  # resume with a larger budget
     after = report.load_trials(directory)
@@ -212,7 +214,8 @@ def test_tune_logs_every_trial_then_resumes_without_rerunning(tmp_path, capsys):
         assert open(f"{directory}/search/trial_{trial_id}/trial.json").read() == text
         runs = open(f"{directory}/search/trial_{trial_id}/runs.jsonl").read().splitlines()
         assert len(runs) == 1
-    assert "trial 2:" in capsys.readouterr().out and "trial 0:" not in capsys.readouterr().out
+    resumed = capsys.readouterr().out
+    assert "] trial 2: 3 of 3, cell=" in resumed and "trial 0:" not in resumed
 
     path = report.write_report(directory)
     text = open(path).read()

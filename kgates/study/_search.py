@@ -59,6 +59,8 @@ class _GateSearch:
 
     def __init__(self, *args, **kwargs):
         self._boards = {}
+        self._started = {}
+        self._durations = []  # of the trials this process ran
         super().__init__(*args, **kwargs)
 
     def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
@@ -83,7 +85,7 @@ class _GateSearch:
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
         record = {"tuner": self.tuner_id, "host": socket.gethostname(), "pid": os.getpid()}
-        record["start"] = time.time()
+        record["start"] = self._started[trial.trial_id] = time.time()
         with open(os.path.join(self.get_trial_dir(trial.trial_id), "runs.jsonl"), "a") as f:
             f.write(json.dumps(record) + "\n")
         shown = ", ".join(
@@ -91,7 +93,8 @@ class _GateSearch:
             for k, v in trial.hyperparameters.values.items()
             if trial.hyperparameters.is_active(k) and not k.startswith("tuner/")
         )
-        print(f"[{self.tuner_id}] trial {trial.trial_id}: {shown}", flush=True)
+        where = f"{int(trial.trial_id) + 1} of {self.oracle.max_trials}"
+        print(f"[{self.tuner_id}] trial {trial.trial_id}: {where}, {shown}", flush=True)
 
     def on_trial_end(self, trial):
         board = self._boards.pop(trial.trial_id, None)
@@ -103,7 +106,15 @@ class _GateSearch:
         detail = ""
         if status != "COMPLETED" and trial.message:
             detail = ": " + trial.message.strip().splitlines()[-1]
-        print(f"[{self.tuner_id}] trial {trial.trial_id} {status}{detail}", flush=True)
+        took = time.time() - self._started.pop(trial.trial_id, time.time())
+        self._durations.append(took)
+        left = self.oracle.max_trials - int(trial.trial_id) - 1
+        eta = f"; about {_duration(left * sum(self._durations) / len(self._durations))} left"
+        print(
+            f"[{self.tuner_id}] trial {trial.trial_id} {status}{detail} in {_duration(took)}"
+            + (eta if left > 0 else ""),
+            flush=True,
+        )
         super().on_trial_end(trial)
 
 
@@ -149,6 +160,10 @@ class GateHyperband(_GateSearch, keras_tuner.Hyperband):
 
 
 TUNERS = dict(zip(TUNER_NAMES, (GateRandomSearch, GateBayesianOptimization, GateHyperband)))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def _short(value) -> str:
