@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from helpers import read_events
 from scipy import stats
+from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard.util import tensor_util
 
 import kgates
 from kgates.study import _directory, _hypermodel, _search
@@ -175,6 +177,13 @@ def test_importance_finds_the_hyperparameter_that_matters():
     assert report.importance(trials[:3]) is None  # too few trials
 
 
+def _scalar_values(events, tag):
+    """A scalar's values, written as scalars (kgates's writer) or tensors (tf.summary)."""
+    if tag in events.Tags()["scalars"]:
+        return [e.value for e in events.Scalars(tag)]
+    return [float(tensor_util.make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)]
+
+
 def test_tune_logs_every_trial_then_resumes_without_rerunning(tmp_path, capsys):
     directory = str(tmp_path / "search")
     options = {
@@ -196,10 +205,22 @@ def test_tune_logs_every_trial_then_resumes_without_rerunning(tmp_path, capsys):
         assert "_hparams_/session_start_info" in session.Tags()["tensors"]
         content = session.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
         assert t["values"]["cell"].encode() in content
+        # the HParams score is the report's: the best epoch's validation loss
+        validation = _scalar_values(read_events(run, "validation"), "epoch_loss")
+        assert [e.value for e in session.Scalars("score")] == [pytest.approx(min(validation))]
         train = read_events(run, "train")  # gate dashboards
         assert any(tag.startswith("gates/") for tag in train.Tags()["histograms"])
         layer = next(iter(t["gates"]))  # gates.json: the last dashboard's scalars
         assert set(t["gates"][layer]) >= {"h", "nonfinite"}
+    experiment = read_events(os.path.join(directory, "logs"))  # the HParams columns, typed
+    content = experiment.SummaryMetadata("_hparams_/experiment").plugin_data.content
+    infos = {
+        info.name: info
+        for info in plugin_data_pb2.HParamsPluginData.FromString(content).experiment.hparam_infos
+    }
+    assert infos["learning_rate"].domain_interval.min_value == pytest.approx(3e-4)
+    assert infos["learning_rate"].domain_interval.max_value == pytest.approx(3e-2)
+    assert list(infos["cell"].domain_discrete.values) and infos["cell"].type
     before = {
         t["id"]: open(f"{directory}/search/trial_{t['id']}/trial.json").read() for t in trials
     }

@@ -39,17 +39,35 @@ def write_hparams_experiment(logdir: str, hyperparameters, task: Task) -> None:
 
     if os.path.isdir(logdir) and any(n.startswith("events.") for n in os.listdir(logdir)):
         return
-    columns = [hparams.HParam(hp.name) for hp in hyperparameters.space]
-    metrics = [hparams.Metric("epoch_loss", group="validation", display_name="val loss")]
+    columns = [hparams.HParam(hp.name, _domain(hp, hparams)) for hp in hyperparameters.space]
+    metrics = [hparams.Metric("score", display_name=f"score: best {task.objective}")]
+    metrics.append(hparams.Metric("epoch_loss", group="validation", display_name="val loss"))
     metrics.append(hparams.Metric("epoch_loss", group="train", display_name="train loss"))
     if task.metric != "loss":
         name = f"val {task.metric}"
         metrics.insert(
-            0, hparams.Metric(f"epoch_{task.metric}", group="validation", display_name=name)
+            1, hparams.Metric(f"epoch_{task.metric}", group="validation", display_name=name)
         )
     writer = EventWriter(logdir)
     writer.summary(hparams.hparams_config_pb(columns, metrics), 0)
     writer.close()
+
+
+def _domain(hp, hparams):
+    """A Keras Tuner hyperparameter's type and range, as the HParams dashboard wants
+    them (its parallel-coordinates and scatter views need typed columns)."""
+    kind = type(hp).__name__
+    if kind == "Float":
+        return hparams.RealInterval(float(hp.min_value), float(hp.max_value))
+    if kind == "Int":
+        return hparams.IntInterval(int(hp.min_value), int(hp.max_value))
+    if kind == "Boolean":
+        return hparams.Discrete([False, True])
+    if kind == "Choice":
+        return hparams.Discrete(list(hp.values))
+    if kind == "Fixed":
+        return hparams.Discrete([hp.value])
+    return None
 
 
 class _GateSearch:
@@ -116,6 +134,11 @@ class _GateSearch:
             flush=True,
         )
         super().on_trial_end(trial)
+        score = self.oracle.get_trial(trial.trial_id).score  # the best epoch's, as the report's
+        if board is not None and score is not None:
+            writer = EventWriter(str(board.log_dir))
+            writer.scalar("score", score, 0)
+            writer.close()
 
 
 class CellsInTurnOracle(keras_tuner.oracles.RandomSearchOracle):
