@@ -225,3 +225,32 @@ def test_a_second_writer_is_refused_until_the_first_dies(tmp_path):
         holder.wait()
     with _directory.writer_lock(directory):  # the kernel released it with the process
         pass
+
+
+@pytest.mark.parametrize(
+    ("damaged", "text"),
+    [
+        ("kgates_search.json", ""),
+        ("kgates_search.json", '{"cells": ["NP"]}'),
+        ("search/oracle.json", "{"),
+        ("search/trial_0/trial.json", "[1, 2]"),
+        ("search/trial_0/gates.json", "\x00\x01"),
+    ],
+)
+def test_a_damaged_search_file_is_named_and_nothing_changes(tmp_path, capsys, damaged, text):
+    directory = tmp_path / "search"
+    spec = _directory.search_spec("adding", ("NP",), sizes={"samples": 96, "length": 8})
+    (directory / "search" / "trial_0").mkdir(parents=True)
+    (directory / _directory.SPEC_FILE).write_text(json.dumps(spec))
+    (directory / "search" / "oracle.json").write_text('{"ongoing_trials": {}, "tried_so_far": []}')
+    trial = {"trial_id": "0", "hyperparameters": {"values": {"cell": "NP"}}, "status": "COMPLETED"}
+    (directory / "search" / "trial_0" / "trial.json").write_text(json.dumps(trial))
+    (directory / "search" / "trial_0" / "gates.json").write_text("{}")
+    (directory / damaged).write_text(text)
+    listing = sorted(str(p) for p in directory.rglob("*"))
+    command = ["report", str(directory)] if damaged.endswith("gates.json") else ["tune"]
+    code = cli.main([*command, "--directory", str(directory)] if command == ["tune"] else command)
+    err = capsys.readouterr().err
+    assert code == 2 and str(directory / damaged) in err and "damaged" in err
+    assert len(err.strip().splitlines()) == 1
+    assert sorted(str(p) for p in directory.rglob("*")) == listing

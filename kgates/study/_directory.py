@@ -172,13 +172,45 @@ def writer_lock(directory: str):
         os.close(fd)  # releases the lock
 
 
+def read_json(path: str, keys: tuple[str, ...] = ()) -> dict:
+    """A search file's JSON object; a damaged one is an error that names the file."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        data, problem = None, f"is not valid JSON ({error})"
+    else:
+        missing = [k for k in keys if not isinstance(data, dict) or k not in data]
+        problem = f"lacks {', '.join(missing)}" if missing else ""
+        if not isinstance(data, dict):
+            problem = "does not hold a JSON object"
+    if problem:
+        raise ValueError(
+            f"{path} {problem}: the file is damaged. Restore it from a copy, or start "
+            "the search over in a new directory; nothing else was changed."
+        )
+    return data
+
+
+def check_project(directory: str) -> None:
+    """Reads every file Keras Tuner will reload from `directory`, so that a damaged
+    one is named before the search resumes (Keras Tuner's own errors name none)."""
+    project = os.path.join(directory, PROJECT)
+    if os.path.exists(os.path.join(project, "oracle.json")):
+        read_json(os.path.join(project, "oracle.json"), ("ongoing_trials", "tried_so_far"))
+    if os.path.isdir(project):
+        for name in sorted(os.listdir(project)):
+            path = os.path.join(project, name, "trial.json")
+            if name.startswith("trial_") and os.path.exists(path):
+                read_json(path, ("trial_id", "hyperparameters", "status"))
+
+
 def stored_search(directory: str) -> dict | None:
     """The spec of the search in `directory`, or None."""
     path = os.path.join(directory, SPEC_FILE)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    return read_json(path, tuple(DEFAULTS))
 
 
 def write_spec(directory: str, spec: dict) -> None:

@@ -8,7 +8,6 @@ only `report.md` and `report/*.png` next to it.
 from __future__ import annotations
 
 import glob
-import json
 import os
 
 import numpy as np
@@ -16,7 +15,7 @@ from matplotlib.figure import Figure
 
 from kgates.cells._variants import VARIANTS
 from kgates.inspect._stats import SIGMOID_GATES as GATES
-from kgates.study._directory import PROJECT, stored_search
+from kgates.study._directory import PROJECT, read_json, stored_search
 from kgates.study._hypermodel import SPACE
 
 MIN_TRIALS_FOR_IMPORTANCE = 6
@@ -41,13 +40,11 @@ def load_trials(directory: str) -> list[dict]:
     """
     trials = []
     for path in sorted(glob.glob(os.path.join(directory, PROJECT, "trial_*", "trial.json"))):
-        with open(path) as f:
-            data = json.load(f)
+        data = read_json(path, ("trial_id", "hyperparameters", "status"))
         folder = os.path.dirname(path)
         gates = {}
         if os.path.exists(os.path.join(folder, "gates.json")):
-            with open(os.path.join(folder, "gates.json")) as f:
-                gates = json.load(f)
+            gates = read_json(os.path.join(folder, "gates.json"))
         values = {
             k: v for k, v in data["hyperparameters"]["values"].items() if not k.startswith("tuner/")
         }

@@ -10,7 +10,7 @@ import keras
 import keras_tuner
 
 from kgates.inspect._callback import TensorBoard
-from kgates.study._directory import open_search, write_spec, writer_lock
+from kgates.study._directory import check_project, open_search, write_spec, writer_lock
 from kgates.study._hypermodel import GateHyperModel
 from kgates.study._search import make_tuner, write_hparams_experiment
 from kgates.study._tasks import make_task
@@ -58,6 +58,7 @@ def tune(
         sizes=sizes,
         space=space,
     )
+    check_project(directory)
     task_ = make_task(spec["task"], spec["seed"], **spec["sizes"])
     epochs = spec["epochs"] or task_.epochs
     if task_.x_train.shape[0] < 2:
