@@ -205,7 +205,7 @@ def _add_tune(commands) -> None:
     )
 
 
-def _tune(args) -> int:
+def _tune(args, argv: list[str] | None = None) -> int:
     import socket
 
     from kgates.study import _directory
@@ -242,6 +242,10 @@ def _tune(args) -> int:
     except ValueError as error:
         print(f"kgates tune: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        command = " ".join(["kgates", *(argv or sys.argv[1:])])
+        print(f"\nkgates tune: interrupted; `{command}` resumes the search.", file=sys.stderr)
+        return 130
     if args.worker:
         return 0
     from kgates.study._report import summary
@@ -291,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
         )
     elif args.command == "tune":
-        return _tune(args)
+        return _tune(args, argv)
     elif args.command == "report":
         from kgates.study._report import write_report
 

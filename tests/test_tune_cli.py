@@ -254,3 +254,23 @@ def test_a_damaged_search_file_is_named_and_nothing_changes(tmp_path, capsys, da
     assert code == 2 and str(directory / damaged) in err and "damaged" in err
     assert len(err.strip().splitlines()) == 1
     assert sorted(str(p) for p in directory.rglob("*")) == listing
+
+
+@pytest.mark.processes
+def test_ctrl_c_says_how_to_resume_in_one_line(tmp_path):
+    directory = str(tmp_path / "adding")
+    command = _kgates(
+        "tune", *TINY, "--max-trials", "2", "--epochs", "20", "--patience", "20",
+        "--gate-freq", "0", "--verbose", "2", "--directory", directory,
+    )  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environment()
+    )
+    for line in process.stdout:  # wait until trial 0 trains, then Ctrl-C
+        if line.startswith("Epoch 2/"):
+            break
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    assert f"interrupted; `kgates tune {' '.join(command[4:])}` resumes the search." in err
