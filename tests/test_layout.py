@@ -13,7 +13,10 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "kgates"
 TIERS = ("cells", "inspect", "study")
 BACKEND_MODULES = {"cells/_backend.py", "cells/_torch.py"}
-BACKEND_CODE = re.compile(r"backend\.backend\(\)|^\s*(import|from) (torch|jax|tensorflow)\b")
+BACKEND_CODE = re.compile(
+    r"backend\.backend\(\)|^\s*(import|from) (torch|jax|tensorflow)\b"
+    r"|[=!]= \"(torch|jax|tensorflow)\""
+)
 
 
 def _modules():

@@ -69,6 +69,19 @@ def native_sequential_scan(a, b):
     return _torch.linear_scan(a, b)
 
 
+def has_own_loop(backend: str, device: str) -> bool:
+    """Whether kgates runs its own loop for h where Keras would run its kernel: torch
+    without CUDA, whose kernel indexes the sequence step by step (`_torch.py`)."""
+    return backend == "torch" and device == "cpu"
+
+
+def recomputes_forward_passes(backend: str) -> bool:
+    """Whether a forward pass (inference, a trace) is faster as Keras's kernel plus the
+    recomputation than stepping the cell, also without a GPU: torch, whose CPU kernel
+    is fused too (experiments/BENCHMARKS.md)."""
+    return backend == "torch"
+
+
 def torch_loop(family: str) -> Callable:
     """kgates's torch loop for "lstm" or "gru" (see `_torch.py`)."""
     from kgates.cells import _torch

@@ -58,12 +58,12 @@ def choose_path(
             # runs one (a GPU), and in torch's forward passes on a CPU too;
             # stepping trains faster on every CPU (experiments/BENCHMARKS.md).
             fused = use_cudnn is not False and device == "gpu"
-            forward_on_torch = backend == "torch" and not training
-            return "recompute" if fused or forward_on_torch else "step"
+            forward = not training and _backend.recomputes_forward_passes(backend)
+            return "recompute" if fused or forward else "step"
         return gate_path
     if use_cudnn is False:
         return "step"
-    if backend == "torch" and device == "cpu" and has_torch_loop:
+    if has_torch_loop and _backend.has_own_loop(backend, device):
         if not recurrent_dropout and not masked:
             return "torch loop"
     return "keras"
