@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -227,6 +228,22 @@ def test_a_second_writer_is_refused_until_the_first_dies(tmp_path):
         pass
 
 
+def _small_search(directory):
+    """A search directory as kgates tune leaves it, with one finished trial."""
+    spec = _directory.search_spec("adding", ("NP",), sizes={"samples": 96, "length": 8})
+    (directory / "search" / "trial_0").mkdir(parents=True)
+    (directory / _directory.SPEC_FILE).write_text(json.dumps(spec))
+    (directory / "search" / "oracle.json").write_text('{"ongoing_trials": {}, "tried_so_far": []}')
+    trial = {
+        "trial_id": "0",
+        "hyperparameters": {"values": {"cell": "NP", "learning_rate": 1e-3}},
+        "status": "COMPLETED",
+        "score": 0.1,
+    }
+    (directory / "search" / "trial_0" / "trial.json").write_text(json.dumps(trial))
+    (directory / "search" / "trial_0" / "gates.json").write_text("{}")
+
+
 @pytest.mark.parametrize(
     ("damaged", "text"),
     [
@@ -239,13 +256,7 @@ def test_a_second_writer_is_refused_until_the_first_dies(tmp_path):
 )
 def test_a_damaged_search_file_is_named_and_nothing_changes(tmp_path, capsys, damaged, text):
     directory = tmp_path / "search"
-    spec = _directory.search_spec("adding", ("NP",), sizes={"samples": 96, "length": 8})
-    (directory / "search" / "trial_0").mkdir(parents=True)
-    (directory / _directory.SPEC_FILE).write_text(json.dumps(spec))
-    (directory / "search" / "oracle.json").write_text('{"ongoing_trials": {}, "tried_so_far": []}')
-    trial = {"trial_id": "0", "hyperparameters": {"values": {"cell": "NP"}}, "status": "COMPLETED"}
-    (directory / "search" / "trial_0" / "trial.json").write_text(json.dumps(trial))
-    (directory / "search" / "trial_0" / "gates.json").write_text("{}")
+    _small_search(directory)
     (directory / damaged).write_text(text)
     listing = sorted(str(p) for p in directory.rglob("*"))
     command = ["report", str(directory)] if damaged.endswith("gates.json") else ["tune"]
@@ -274,3 +285,25 @@ def test_ctrl_c_says_how_to_resume_in_one_line(tmp_path):
     assert process.returncode == 130, err[-3000:]
     assert "Traceback" not in err
     assert f"interrupted; `kgates tune {' '.join(command[4:])}` resumes the search." in err
+
+
+def test_report_writes_replace_planted_links_and_stay_inside(tmp_path, capsys):
+    directory = tmp_path / "search"
+    _small_search(directory)
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me")
+    (directory / "report.md").symlink_to(outside)
+    assert cli.main(["report", str(directory)]) == 0
+    assert outside.read_text() == "keep me"  # the link was replaced, not followed
+    assert (
+        not (directory / "report.md").is_symlink()
+        and "# Search" in (directory / "report.md").read_text()
+    )
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(directory / "report")
+    (directory / "report").symlink_to(elsewhere, target_is_directory=True)
+    assert cli.main(["report", str(directory)]) == 2
+    assert "leads outside" in capsys.readouterr().err
+    assert list(elsewhere.iterdir()) == []

@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import json
 import os
+import tempfile
 
 from kgates.study._hypermodel import check_space
 from kgates.study._tasks import task_sizes
@@ -213,11 +214,24 @@ def stored_search(directory: str) -> dict | None:
     return read_json(path, tuple(DEFAULTS))
 
 
+def atomic_write(path: str, data: bytes | str, root: str) -> None:
+    """Writes `path`, inside `root`, through a new temporary file and a rename: never
+    half-written, and never through a link (a symbolic link at `path` is replaced,
+    not followed; a folder that leads outside `root` is refused)."""
+    real_root = os.path.realpath(root)
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    if os.path.commonpath([real_root, folder]) != real_root:
+        raise ValueError(
+            f"{os.path.dirname(path)} leads outside {root} (a symbolic link?); "
+            "kgates writes only inside the search directory."
+        )
+    fd, temporary = tempfile.mkstemp(dir=folder, prefix=".kgates-")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+    os.replace(temporary, os.path.join(folder, os.path.basename(path)))
+
+
 def write_spec(directory: str, spec: dict) -> None:
-    """Writes the spec atomically (never a half-written spec)."""
+    """Writes the spec (atomically: never a half-written spec)."""
     os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, SPEC_FILE)
-    temporary = path + ".tmp"
-    with open(temporary, "w") as f:
-        json.dump(spec, f, indent=1)
-    os.replace(temporary, path)
+    atomic_write(os.path.join(directory, SPEC_FILE), json.dumps(spec, indent=1), directory)

@@ -8,6 +8,7 @@ only `report.md` and `report/*.png` next to it.
 from __future__ import annotations
 
 import glob
+import io
 import os
 
 import numpy as np
@@ -15,7 +16,7 @@ from matplotlib.figure import Figure
 
 from kgates.cells._variants import VARIANTS
 from kgates.inspect._stats import SIGMOID_GATES as GATES
-from kgates.study._directory import PROJECT, read_json, stored_search
+from kgates.study._directory import PROJECT, atomic_write, read_json, stored_search
 from kgates.study._hypermodel import SPACE
 
 MIN_TRIALS_FOR_IMPORTANCE = 6
@@ -163,7 +164,7 @@ def _score_by_cell(trials, rows, objective, path) -> None:
     ax.set_title("Score by cell (bar: median)")
     ax.grid(axis="y", alpha=0.3)
     fig.subplots_adjust(bottom=0.2)
-    fig.savefig(path, dpi=90)
+    _save(fig, path)
 
 
 def _score_vs_learning_rate(trials, objective, path) -> None:
@@ -180,7 +181,7 @@ def _score_vs_learning_rate(trials, objective, path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.subplots_adjust(bottom=0.15)
-    fig.savefig(path, dpi=90)
+    _save(fig, path)
 
 
 def _saturation_by_cell(rows, path) -> None:
@@ -200,7 +201,14 @@ def _saturation_by_cell(rows, path) -> None:
         ax.legend(fontsize=7, ncols=len(gates))
     ax.grid(axis="y", alpha=0.3)
     fig.subplots_adjust(bottom=0.2)
-    fig.savefig(path, dpi=90)
+    _save(fig, path)
+
+
+def _save(fig: Figure, path: str) -> None:
+    """A PNG into the report folder, written as `atomic_write` does (in the search)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    atomic_write(path, buffer.getvalue(), os.path.dirname(os.path.dirname(path)))
 
 
 def completed(trial: dict) -> bool:
@@ -336,6 +344,5 @@ def write_report(directory: str) -> str:
         "",
     ]
     path = os.path.join(directory, "report.md")
-    with open(path, "w") as f:
-        f.write("\n".join(lines))
+    atomic_write(path, "\n".join(lines), directory)
     return path

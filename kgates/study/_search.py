@@ -12,7 +12,7 @@ import keras
 import keras_tuner
 
 from kgates.inspect._events import EventWriter
-from kgates.study._directory import PROJECT, TUNER_NAMES
+from kgates.study._directory import PROJECT, TUNER_NAMES, atomic_write
 from kgates.study._hypermodel import GateHyperModel
 from kgates.study._tasks import Task
 
@@ -118,8 +118,7 @@ class _GateSearch:
         board = self._boards.pop(trial.trial_id, None)
         stats = getattr(board, "gate_stats", None) or {}
         path = os.path.join(self.get_trial_dir(trial.trial_id), "gates.json")
-        with open(path, "w") as f:
-            json.dump(stats, f)
+        atomic_write(path, json.dumps(stats), self.project_dir)
         status = trial.status
         detail = ""
         if status != "COMPLETED" and trial.message:
