@@ -144,3 +144,20 @@ def test_tf_keras_rnn_accepts_kgates_cells(rng):
     x = rng.normal(size=(2, 5, 3)).astype("float32")
     y = tf.keras.layers.RNN(kgates.LSTMCell(4), return_sequences=True)(x)
     assert tuple(y.shape) == (2, 5, 4)
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"), [(kgates.LSTM, keras.layers.LSTM), (kgates.GRU, keras.layers.GRU)]
+)
+def test_integer_inputs_as_keras(ours, theirs):
+    # Keras's bidirectional test feeds int64 sequences: ops promote them.
+    x = np.array([[[101, 202], [303, 404]]])
+    ref = theirs(2, return_state=True)
+    want = [npy(v) for v in ref(x)]
+    layer = ours(2, return_state=True)
+    layer(x)
+    layer.set_weights(ref.get_weights())
+    for got, value in zip(layer(x), want):
+        np.testing.assert_allclose(npy(got), value, atol=ATOL)
+    bidirectional = keras.layers.Bidirectional(ours(2, return_state=True), merge_mode="concat")
+    assert bidirectional(x)[0].shape == (1, 4)

@@ -108,9 +108,10 @@ class GatedCellMixin:
         """`weight` as `x`'s dtype. Inside the cell's own computation that is the
         compute dtype, which Keras's autocasting gives; float32 gates recomputed
         inside a mixed-precision layer need the explicit cast."""
-        if keras.backend.standardize_dtype(x.dtype) == self.compute_dtype:
-            return weight
-        return ops.cast(weight, x.dtype)
+        dtype = keras.backend.standardize_dtype(x.dtype)
+        if dtype == self.compute_dtype or not keras.backend.is_float_dtype(dtype):
+            return weight  # integer inputs: ops promote them, as in Keras's cells
+        return ops.cast(weight, dtype)
 
     def _dropped(self, inputs, h_tm1, training):
         """The step's inputs and h_tm1 after dropout, with the masks Keras's cells draw:
