@@ -52,7 +52,7 @@ def test_unmasked_it_runs_and_trains_as_the_keras_layer(
     ours, theirs, kwargs, go_backwards, return_sequences, rng
 ):
     # Unmasked, kgates runs its own loop on torch without CUDA
-    # (kgates/torch_loops.py) and Keras's kernel elsewhere: the outputs, the
+    # (kgates/cells/_torch.py) and Keras's kernel elsewhere: the outputs, the
     # states and one SGD step with input dropout are those of Keras's layer.
     x = rng.normal(size=(4, 9, 3)).astype("float32")
     options = dict(

@@ -80,7 +80,7 @@ def check_space(cells, space: dict) -> tuple[tuple[str, ...], dict]:
 
 
 class GateHyperModel(keras_tuner.HyperModel):
-    """A Keras Tuner hypermodel over kgates cells for one `kgates.tasks.Task`.
+    """A Keras Tuner hypermodel over kgates cells for one task (`kgates.make_task`).
 
     The model is `[Embedding] -> recurrent layers -> head`; the recurrent
     layers are `kgates.LSTM` (Greff variant `cell`; NP runs Keras's fused
@@ -91,7 +91,7 @@ class GateHyperModel(keras_tuner.HyperModel):
     of Adam (0: none).
 
     Args:
-        task: the task (`kgates.tasks.make_task`).
+        task: the task (`kgates.make_task`).
         cells: cell codes to compare. Default: all (`CELLS`).
         seed: seed of the chrono initialisation. Default: 0.
         **space: narrow the search: a single value fixes an entry; a tuple
