@@ -8,6 +8,7 @@ respect to extra inputs (each backend's autodiff).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import keras
@@ -21,8 +22,10 @@ def name() -> str:
     return keras.backend.backend()
 
 
+@functools.cache
 def accelerator_available() -> bool:
-    """Whether the Keras backend sees a GPU (where fused kernels run)."""
+    """Whether the Keras backend sees a GPU (where fused kernels run); asked once per
+    process (the layers' path choice asks at every call)."""
     backend = name()
     try:
         if backend == "tensorflow":

@@ -104,6 +104,27 @@ class GatedCellMixin:
         width = 1 + len(self.gate_names) if self._return_gates else 1
         self.output_size = self.units * width
 
+    def _build_kernels(self, input_shape) -> None:
+        """`kernel` and `recurrent_kernel`, the weighted gates' columns side by side in
+        `weighted_gates` order (Keras's layout; a pinned gate has none)."""
+        check_step_input_shape(input_shape, type(self).__name__)
+        keras.layers.Layer.build(self, input_shape)  # only records that it is built
+        width = self.units * len(self.weighted_gates)
+        self.kernel = self.add_weight(
+            shape=(input_shape[-1], width),
+            name="kernel",
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.units, width),
+            name="recurrent_kernel",
+            initializer=self.recurrent_initializer,
+            regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
+        )
+
     def _cast_to(self, weight, x):
         """`weight` as `x`'s dtype. Inside the cell's own computation that is the
         compute dtype, which Keras's autocasting gives; float32 gates recomputed

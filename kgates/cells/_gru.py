@@ -12,7 +12,6 @@ from kgates.cells._gates import (
     check_flag,
     check_pin,
     check_rate,
-    check_step_input_shape,
     check_units,
 )
 
@@ -120,23 +119,8 @@ class GRUCell(GatedCellMixin, keras.layers.GRUCell):
         self.return_gates = return_gates
 
     def build(self, input_shape):
-        check_step_input_shape(input_shape, "GRUCell")
-        keras.layers.Layer.build(self, input_shape)
+        self._build_kernels(input_shape)
         units, n = self.units, len(self.weighted_gates)
-        self.kernel = self.add_weight(
-            shape=(input_shape[-1], units * n),
-            name="kernel",
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-        )
-        self.recurrent_kernel = self.add_weight(
-            shape=(units, units * n),
-            name="recurrent_kernel",
-            initializer=self.recurrent_initializer,
-            regularizer=self.recurrent_regularizer,
-            constraint=self.recurrent_constraint,
-        )
         self.bias = None
         if self.use_bias:
             # reset_after keeps separate input and recurrent biases, as Keras.

@@ -11,7 +11,6 @@ from keras import ops
 from kgates.cells import _backend
 from kgates.cells._rnn import last_real_step, stepped_with_last_real_step
 
-PATHS = ("keras", "torch loop", "step", "recompute")
 GATE_PATHS = ("auto", "recompute", "step")
 
 
