@@ -1,18 +1,8 @@
 import numpy as np
 import pytest
 
-from kgates.study._tasks import (
-    ALPHABET,
-    OBJECTIVES,
-    TASKS,
-    code_text,
-    copy_memory,
-    digits,
-    encode_text,
-    make_task,
-    stdlib_sources,
-    task_sizes,
-)
+from kgates.study._data import ALPHABET, code_text, copy_memory, digits, encode_text, stdlib_sources
+from kgates.study._tasks import OBJECTIVES, TASKS, make_task, task_sizes
 
 
 def test_copy_memory_worked_by_hand():

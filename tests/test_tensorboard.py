@@ -230,7 +230,7 @@ def test_logging_works_without_tensorflow(tmp_path):
 @pytest.mark.processes
 def test_board_serves_the_gate_tags_over_http(trained):
     board = subprocess.Popen(
-        [sys.executable, "-m", "kgates.cli", "board", str(trained[4]), "--port", "0"],
+        [sys.executable, "-m", "kgates_cli", "board", str(trained[4]), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -19,7 +19,7 @@ TINY = ["--task", "adding", "--samples", "96", "--length", "8", "--units", "8", 
 
 
 def _kgates(*args: str) -> list[str]:
-    return [sys.executable, "-m", "kgates.cli", *args]
+    return [sys.executable, "-m", "kgates_cli", *args]
 
 
 def _environment(**extra) -> dict:

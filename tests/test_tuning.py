@@ -11,7 +11,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util import tensor_util
 
 import kgates
-from kgates.study import _directory, _hypermodel, _search
+from kgates.study import _choices, _directory, _search
 from kgates.study import _report as report
 
 TINY = {"samples": 64, "length": 8}
@@ -80,7 +80,7 @@ def test_chrono_bias_refuses_cells_without_a_forget_gate():
 )
 def test_hypermodel_builds_what_the_hyperparameters_say(values, layer_type, check):
     task = kgates.make_task("adding", **TINY)
-    hypermodel = kgates.GateHyperModel(task, cells=_hypermodel.CELLS)
+    hypermodel = kgates.GateHyperModel(task, cells=_choices.CELLS)
     hp = _hp({"units": 8, "layers": 2, "learning_rate": 0.01, "dropout": 0.1, "clipnorm": 1.0})
     for name, value in values.items():
         hp.Fixed(name, value)
@@ -117,7 +117,7 @@ def test_hypermodel_builds_what_the_hyperparameters_say(values, layer_type, chec
 )
 def test_bad_search_space(cells, space, match):
     with pytest.raises(ValueError, match=match):
-        _hypermodel.check_space(cells, space)
+        _choices.check_space(cells, space)
 
 
 def _trial(cell, score, lr=1e-3, status="COMPLETED", gates=None, **values):

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import keras
 from keras import ops
 
-SCANS = ("associative", "doubling", "sequential")
+SCAN_METHODS = ("associative", "doubling", "sequential")
 
 
 def name() -> str:

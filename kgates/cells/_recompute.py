@@ -12,7 +12,7 @@ from __future__ import annotations
 from keras import ops
 
 from kgates.cells import _backend
-from kgates.cells._backend import SCANS
+from kgates.cells._backend import SCAN_METHODS
 
 
 def linear_scan(a, b, method: str | None = None):
@@ -32,8 +32,8 @@ def linear_scan(a, b, method: str | None = None):
     """
     a, b = ops.convert_to_tensor(a), ops.convert_to_tensor(b)
     method = _backend.default_scan() if method is None else method
-    if method not in SCANS:
-        raise ValueError(f"linear_scan: `method` must be one of {SCANS}, got {method!r}.")
+    if method not in SCAN_METHODS:
+        raise ValueError(f"linear_scan: `method` must be one of {SCAN_METHODS}, got {method!r}.")
     if method == "associative":
 
         def combine(earlier, later):

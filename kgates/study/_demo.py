@@ -13,11 +13,8 @@ from kgates.cells._lstm import LSTMCell
 from kgates.cells._variants import VARIANTS
 from kgates.inspect._stats import SIGMOID_GATES, saturation
 from kgates.inspect._trace import trace
-from kgates.study._tasks import adding_problem
-
-CELLS = (*VARIANTS, "GRU")
-# Defaults: learns on a laptop CPU in about ten seconds.
-UNITS, LENGTH, SAMPLES, EPOCHS = 32, 30, 4000, 15
+from kgates.study._choices import CELLS, DEMO
+from kgates.study._data import adding_problem
 
 
 def make_cell(code: str, units: int, **kwargs):
@@ -31,10 +28,10 @@ def make_cell(code: str, units: int, **kwargs):
 
 def run(
     cell: str = "NP",
-    units: int = UNITS,
-    length: int = LENGTH,
-    samples: int = SAMPLES,
-    epochs: int = EPOCHS,
+    units: int = DEMO["units"],
+    length: int = DEMO["length"],
+    samples: int = DEMO["samples"],
+    epochs: int = DEMO["epochs"],
     seed: int = 0,
     verbose: int = 2,
 ) -> dict:

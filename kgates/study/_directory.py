@@ -19,11 +19,12 @@ import json
 import os
 import tempfile
 
-from kgates.study._hypermodel import check_space
+from kgates.study._choices import check_space
 from kgates.study._tasks import task_sizes
 
 SPEC_FILE = "kgates_search.json"
 LOCK_FILE = "kgates.lock"  # held by the one process that writes the search
+WORKERS = "workers"  # a lock file per running worker
 PROJECT = "search"
 TUNER_NAMES = ("random", "bayesian", "hyperband")
 DEFAULT_CELLS = ("NP", "GRU", "CIFG", "NFG")  # what `kgates tune` compares unless told
@@ -147,30 +148,69 @@ class SearchInUse(ValueError):
     """Another process writes the search in this directory."""
 
 
-@contextlib.contextmanager
-def writer_lock(directory: str):
-    """Holds `directory`'s lock while the block runs: one writer per search.
-
-    An OS lock (flock) on `kgates.lock`: a second writer is refused at once, and
-    the lock goes with its process however that ends (SIGKILL too).
-    """
-    os.makedirs(directory, exist_ok=True)
-    fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+def _lock(path: str) -> int | None:
+    """A descriptor holding an exclusive OS lock (flock) on `path`, or None when
+    another process holds it. The lock goes with its process however that ends
+    (SIGKILL too)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
         os.close(fd)
-        raise SearchInUse(
-            f"{directory} is in use by another kgates tune (process {holder}); wait for "
-            "it to finish, or pick another directory (workers join with --worker)."
-        ) from None
+        return None
+    return fd
+
+
+@contextlib.contextmanager
+def _held(path: str, busy: str):
+    fd = _lock(path)
+    if fd is None:
+        with open(path) as f:
+            holder = f.read(32).strip() or "?"
+        raise SearchInUse(busy.replace("{holder}", holder))
     try:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def writer_lock(directory: str):
+    """Holds `directory`'s lock (`kgates.lock`) while the block runs: one writer
+    per search; a second is refused at once."""
+    os.makedirs(directory, exist_ok=True)
+    return _held(
+        os.path.join(directory, LOCK_FILE),
+        f"{directory} is in use by another kgates tune (process {{holder}}); wait for "
+        "it to finish, or pick another directory (workers join with --worker).",
+    )
+
+
+def worker_lock(directory: str, worker_id: str):
+    """Holds worker `worker_id`'s lock (`workers/ID.lock`) while it runs: a worker
+    whose lock is free is gone, however it ended, and the chief hands its trial
+    to the next worker (`worker_gone`)."""
+    os.makedirs(os.path.join(directory, WORKERS), exist_ok=True)
+    return _held(
+        os.path.join(directory, WORKERS, f"{worker_id}.lock"),
+        f"a worker named {worker_id} is already running on {directory} (process "
+        "{holder}); give this one another --worker-id.",
+    )
+
+
+def worker_gone(directory: str, worker_id: str) -> bool:
+    """Whether worker `worker_id` ran here and no longer holds its lock. A tuner id
+    with no lock file (the chief, or a worker not started by kgates) is not known
+    to be gone."""
+    path = os.path.join(directory, WORKERS, f"{worker_id}.lock")
+    if not os.path.isfile(path):
+        return False
+    fd = _lock(path)
+    if fd is None:
+        return False
+    os.close(fd)
+    return True
 
 
 def read_json(path: str, keys: tuple[str, ...] = ()) -> dict:

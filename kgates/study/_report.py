@@ -16,8 +16,8 @@ from matplotlib.figure import Figure
 
 from kgates.cells._variants import VARIANTS
 from kgates.inspect._stats import SIGMOID_GATES as GATES
+from kgates.study._choices import SPACE
 from kgates.study._directory import PROJECT, atomic_write, read_json, stored_search
-from kgates.study._hypermodel import SPACE
 
 MIN_TRIALS_FOR_IMPORTANCE = 6
 

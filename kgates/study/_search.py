@@ -96,9 +96,28 @@ class _GateSearch:
                 writer.close()
                 self._boards[trial.trial_id] = callback
 
+    def _get_tuner_fname(self):
+        # Keras Tuner names its state file after the tuner id ("tuner0" alone,
+        # "chief" with workers; a chief never writes its own) and reloads the
+        # search only when that file exists: a search resumed in the other mode
+        # started over. The directory is the search, whichever mode wrote it: a
+        # single process and a chief share one file (written by `make_tuner`).
+        if self._is_worker():
+            return super()._get_tuner_fname()
+        return os.path.join(self.project_dir, "tuner0.json")
+
     def run_trial(self, trial, *args, **kwargs):
         keras.utils.set_random_seed(self.hypermodel.seed * 10007 + int(trial.trial_id))
-        return super().run_trial(trial, *args, **kwargs)
+        try:
+            return super().run_trial(trial, *args, **kwargs)
+        except OSError as error:
+            # Disk full, permissions...: the trial's files could not be written. Keras
+            # Tuner would fail the trial for good; it is the machine, not the model:
+            # stop, and leave the trial to run again when the search is resumed.
+            raise keras_tuner.errors.FatalError(
+                f"trial {trial.trial_id} could not write its files ({error}); fix that "
+                "and run the same command again: the trial will run again."
+            ) from error
 
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
@@ -138,6 +157,51 @@ class _GateSearch:
             writer = EventWriter(str(board.log_dir))
             writer.scalar("score", score, 0)
             writer.close()
+
+
+@keras_tuner.synchronized
+def requeue_orphans(oracle, gone) -> list[tuple[str, str]]:
+    """Sends the trials of workers that are `gone(tuner_id)` back to the queue, and
+    forgets those workers, so that the next worker runs the trials and the chief
+    can finish. Returns the (worker, trial id) pairs sent back."""
+    sent = []
+    for tuner_id in sorted(oracle.tuner_ids | set(oracle.ongoing_trials)):
+        if not gone(tuner_id):
+            continue
+        trial = oracle.ongoing_trials.pop(tuner_id, None)
+        oracle.tuner_ids.discard(tuner_id)
+        if trial is not None:
+            oracle._retry_queue.append(trial.trial_id)
+            sent.append((tuner_id, trial.trial_id))
+    if sent:
+        oracle.save()
+    return sent
+
+
+def repair_stranded(oracle) -> list[str]:
+    """Puts right what a cut between Keras Tuner's two files leaves; returns the ids
+    of the trials that will run again. Called on resume, by the one writer.
+
+    Keras Tuner writes a trial's `trial.json` before `oracle.json`. A kill between
+    the two as a trial starts leaves it RUNNING but unknown to the oracle: it
+    counts towards `max_trials`, yet nothing would run it (the search would say
+    it is done). As a trial ends, `oracle.json` is written while the trial is
+    still listed as running: a reload would run a finished trial again.
+    """
+    oracle._retry_queue[:] = [
+        t for t in oracle._retry_queue if oracle.trials[t].status in ("RUNNING", "INVALID")
+    ]
+    known = set(oracle._retry_queue) | {t.trial_id for t in oracle.ongoing_trials.values()}
+    stranded = [
+        trial_id
+        for trial_id, trial in sorted(oracle.trials.items())
+        if trial.status == "RUNNING" and trial_id not in known
+    ]
+    for trial_id in stranded:
+        oracle._record_values(oracle.trials[trial_id])
+        oracle._retry_queue.append(trial_id)
+    oracle.save()
+    return stranded
 
 
 class CellsInTurnOracle(keras_tuner.oracles.RandomSearchOracle):
@@ -215,4 +279,8 @@ def make_tuner(hypermodel: GateHyperModel, spec: dict, epochs: int, directory: s
         search.oracle.max_trials = max_trials  # Hyperband has no trial budget of its own
     else:
         search = TUNERS[tuner](max_trials=max_trials, **common)
+    if not search._is_worker():
+        for trial_id in repair_stranded(search.oracle):
+            print(f"Trial {trial_id} was cut off as it started; it runs again.", flush=True)
+        search.save()  # from now on, either mode reloads this search
     return search

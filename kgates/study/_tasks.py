@@ -1,186 +1,19 @@
-"""Datasets made on the spot, deterministic by seed."""
+"""The tasks a search runs: data (`_data`), output head, loss, objective, budget."""
 
 from __future__ import annotations
 
 import dataclasses
 
-import keras
 import numpy as np
 
-
-def adding_problem(n: int = 2000, length: int = 50, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The adding problem (Hochreiter & Schmidhuber 1997).
-
-    Each sequence has two channels: random values in [0, 1) and a marker that
-    is 1 at exactly two steps (one in each half). The target is the sum of the
-    two marked values. Predicting the mean, 1.0, scores a mean squared error of
-    about 1/6; a model must remember the first marked value across the
-    sequence to beat it.
-
-    Args:
-        n: number of sequences. Default: 2000.
-        length: steps per sequence, at least 2. Default: 50.
-        seed: seed of the generator. Default: 0.
-
-    Returns:
-        `(x, y)`: float32 arrays of shapes `(n, length, 2)` and `(n, 1)`.
-    """
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-        raise ValueError(f"adding_problem: `n` must be a positive integer, got {n!r}.")
-    if isinstance(length, bool) or not isinstance(length, int) or length < 2:
-        raise ValueError(f"adding_problem: `length` must be an integer >= 2, got {length!r}.")
-    rng = np.random.default_rng(seed)
-    values = rng.random((n, length))
-    half = length // 2
-    first = rng.integers(0, half, n)
-    second = rng.integers(half, length, n)
-    marker = np.zeros((n, length))
-    marker[np.arange(n), first] = 1.0
-    marker[np.arange(n), second] = 1.0
-    x = np.stack([values, marker], axis=-1).astype("float32")
-    y = (values * marker).sum(axis=1, keepdims=True).astype("float32")
-    return x, y
-
-
-def _check_size(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
-
-
-def copy_memory(
-    n: int = 2000, delay: int = 20, symbols: int = 5, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """The copy-memory task (Hochreiter & Schmidhuber 1997; Arjovsky et al. 2016).
-
-    A sequence shows `symbols` random symbols (classes 1..8), then `delay`
-    blanks (class 0), then a marker (class 9) after which the model must
-    repeat the symbols in order. Inputs are one-hot; the targets are the
-    `symbols` classes to recall. Guessing scores an accuracy of 1/8.
-
-    Args:
-        n: number of sequences. Default: 2000.
-        delay: blank steps between the symbols and the marker. Default: 20.
-        symbols: symbols to remember. Default: 5.
-        seed: seed of the generator. Default: 0.
-
-    Returns:
-        `(x, y)`: float32 one-hot inputs `(n, 2 * symbols + delay, 10)` and
-        int32 targets `(n, symbols)`; the model answers at the last `symbols`
-        steps.
-    """
-    _check_size("n", n, 1)
-    _check_size("delay", delay, 0)
-    _check_size("symbols", symbols, 1)
-    rng = np.random.default_rng(seed)
-    y = rng.integers(1, 9, (n, symbols)).astype("int32")
-    steps = np.zeros((n, 2 * symbols + delay), "int32")
-    steps[:, :symbols] = y
-    steps[:, symbols + delay] = 9
-    return np.eye(10, dtype="float32")[steps], y
-
-
-def digits(seed: int = 0, validation: float = 0.2) -> tuple[np.ndarray, ...]:
-    """scikit-learn's handwritten digits (UCI, 1,797 8x8 images) read row by row.
-
-    Each image is a sequence of 8 rows of 8 pixels scaled to [0, 1]. The data
-    ships with scikit-learn: nothing is downloaded.
-
-    Args:
-        seed: seed of the stratified train/validation split. Default: 0.
-        validation: share of images held out. Default: 0.2.
-
-    Returns:
-        `(x_train, y_train, x_val, y_val)`: float32 `(n, 8, 8)`, int32 `(n,)`.
-    """
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    if not 0.0 < validation < 1.0:
-        raise ValueError(f"`validation` must be in (0, 1), got {validation!r}.")
-    data = load_digits()
-    x = (data.images / 16.0).astype("float32")
-    y = data.target.astype("int32")
-    return tuple(train_test_split(x, y, test_size=validation, stratify=y, random_state=seed))
-
-
-# Printable ASCII, newline and tab; index 0 stands for any other character.
-ALPHABET = "\n\t" + "".join(chr(c) for c in range(32, 127))
-VOCABULARY = len(ALPHABET) + 1
-
-
-def encode_text(text: str) -> np.ndarray:
-    """Characters as int32 classes of `ALPHABET` (+1); 0 for any other character."""
-    index = {c: k + 1 for k, c in enumerate(ALPHABET)}
-    return np.fromiter((index.get(c, 0) for c in text), "int32", len(text))
-
-
-def stdlib_sources() -> list[str]:
-    """Paths of the Python standard library's own `.py` files on this machine, sorted."""
-    import sysconfig
-    from pathlib import Path
-
-    root = Path(sysconfig.get_paths()["stdlib"])
-    skip = {"site-packages", "dist-packages", "test", "tests", "idlelib", "__pycache__"}
-    return sorted(
-        str(p)
-        for p in root.rglob("*.py")
-        if not skip.intersection(p.relative_to(root).parts[:-1]) and p.is_file()
-    )
-
-
-def code_text(
-    n: int = 2000, length: int = 100, seed: int = 0, validation: float = 0.2
-) -> tuple[np.ndarray, ...]:
-    """Next-character prediction on the Python standard library's source code.
-
-    Real text with long-range structure (quotes, brackets, indentation), as in
-    Karpathy et al.'s character models of the Linux source. The files are
-    found on this machine at run time; the files are split between training
-    and validation (no file is in both), shuffled by `seed`, and cut into
-    windows of `length` characters.
-
-    Args:
-        n: training windows (the validation set gets `validation * n`, at least 1).
-            Default: 2000.
-        length: characters per window, at least 2. Default: 100.
-        seed: seed of the file shuffle. Default: 0.
-        validation: share of windows held out. Default: 0.2.
-
-    Returns:
-        `(x_train, y_train, x_val, y_val)`: int32 `(windows, length)` arrays of
-        character classes (`encode_text`); `y` is `x` shifted by one character.
-    """
-    _check_size("n", n, 1)
-    _check_size("length", length, 2)
-    if not 0.0 < validation < 1.0:
-        raise ValueError(f"`validation` must be in (0, 1), got {validation!r}.")
-    files = stdlib_sources()
-    if not files:
-        raise RuntimeError("code_text: found no Python standard library sources on this machine.")
-    order = np.random.default_rng(seed).permutation(len(files))
-    wanted = {"train": n, "val": max(1, round(n * validation))}
-    windows = {"train": [], "val": []}
-    part = "val"  # the validation files come first, so both parts start early
-    for k in order:
-        if len(windows[part]) >= wanted[part]:
-            if part == "train":
-                break
-            part = "train"
-        with open(files[k], encoding="utf-8", errors="replace") as source:
-            chars = encode_text(source.read())
-        usable = (len(chars) - 1) // length * length
-        for start in range(0, usable, length):
-            if len(windows[part]) < wanted[part]:
-                windows[part].append(chars[start : start + length + 1])
-    if len(windows["train"]) < n:
-        raise ValueError(
-            f"code_text: the standard library on this machine gives only "
-            f"{len(windows['train'])} training windows of {length} characters; "
-            f"ask for fewer (`n`) or shorter (`length`) ones."
-        )
-    train, val = (np.stack(windows[p]) for p in ("train", "val"))
-    return train[:, :-1], train[:, 1:], val[:, :-1], val[:, 1:]
-
+from kgates.study._data import (
+    VOCABULARY,
+    adding_problem,
+    check_size,
+    code_text,
+    copy_memory,
+    digits,
+)
 
 # What each task's search optimises: a Keras log name and a direction.
 OBJECTIVES = {
@@ -188,6 +21,13 @@ OBJECTIVES = {
     "copy": ("val_accuracy", "max"),
     "digits": ("val_accuracy", "max"),
     "code": ("val_loss", "min"),
+}
+EPOCHS = {"adding": 10, "copy": 10, "digits": 15, "code": 10}  # per trial, unless told
+ABOUT = {  # one line each, for `kgates tune --help`
+    "adding": "sum the two marked values of a sequence (regression; Hochreiter 1997)",
+    "copy": "recall symbols after a delay (classification; Arjovsky 2016)",
+    "digits": "scikit-learn's 8x8 digits read row by row (classification)",
+    "code": "next character of Python standard-library source (language model)",
 }
 
 
@@ -234,11 +74,15 @@ class Task:
 
     def head(self, h):
         """The output layers on top of the last recurrent layer's output `h`."""
+        import keras  # loads with the first model: the task tables are read before
+
         if self.answer:
             h = keras.layers.Cropping1D((h.shape[1] - self.answer, 0), name="answer")(h)
         return keras.layers.Dense(self.outputs or 1, name="head")(h)
 
     def loss(self):
+        import keras
+
         if self.outputs:
             return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         return "mse"
@@ -259,7 +103,7 @@ def _adding(seed: int, samples: int = 2000, length: int = 50) -> Task:
         x_val,
         y_val,
         *OBJECTIVES["adding"],
-        10,
+        EPOCHS["adding"],
         baseline,
         timescale=length,
     )
@@ -277,7 +121,7 @@ def _copy(seed: int, samples: int = 2000, delay: int = 20, symbols: int = 5) -> 
         x_val,
         y_val,
         *OBJECTIVES["copy"],
-        10,
+        EPOCHS["copy"],
         1 / 8,
         timescale=delay + 2 * symbols,
         outputs=10,
@@ -289,7 +133,17 @@ def _copy(seed: int, samples: int = 2000, delay: int = 20, symbols: int = 5) -> 
 def _digits(seed: int) -> Task:
     x, x_val, y, y_val = digits(seed)
     return Task(
-        "digits", {}, x, y, x_val, y_val, *OBJECTIVES["digits"], 15, 0.1, timescale=8, outputs=10
+        "digits",
+        {},
+        x,
+        y,
+        x_val,
+        y_val,
+        *OBJECTIVES["digits"],
+        EPOCHS["digits"],
+        0.1,
+        timescale=8,
+        outputs=10,
     )
 
 
@@ -305,7 +159,7 @@ def _code(seed: int, samples: int = 2000, length: int = 100) -> Task:
         x_val,
         y_val,
         *OBJECTIVES["code"],
-        10,
+        EPOCHS["code"],
         baseline,
         timescale=length,
         vocabulary=VOCABULARY,
@@ -341,5 +195,5 @@ def make_task(name: str, seed: int = 0, **sizes) -> Task:
         expected = ", ".join(known) or "none"
         raise ValueError(f"task {name!r} has no size option {unknown[0]!r} (it has: {expected}).")
     for key, value in sizes.items():
-        _check_size(key, value, 1)
+        check_size(key, value, 1)
     return TASKS[name](seed, **sizes)

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
+import threading
+import time
+from functools import partial
 
 import keras
 import keras_tuner
 
 from kgates.inspect._callback import TensorBoard
-from kgates.study._directory import check_project, open_search, write_spec, writer_lock
+from kgates.study._directory import (
+    check_project,
+    open_search,
+    worker_gone,
+    worker_lock,
+    write_spec,
+    writer_lock,
+)
 from kgates.study._hypermodel import GateHyperModel
-from kgates.study._search import make_tuner, write_hparams_experiment
+from kgates.study._search import make_tuner, requeue_orphans, write_hparams_experiment
 from kgates.study._tasks import make_task
 
 
@@ -76,13 +85,16 @@ def tune(
     ]
     # One writer per directory: a single process or a chief; workers write
     # only their trials, which the chief hands out.
-    chief = os.environ.get("KERASTUNER_TUNER_ID", "chief").startswith("chief")
-    with writer_lock(directory) if chief else contextlib.nullcontext():
+    tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "chief")
+    chief = tuner_id.startswith("chief")
+    with writer_lock(directory) if chief else worker_lock(directory, tuner_id):
         write_spec(directory, spec)
         search = make_tuner(hypermodel, spec, epochs, directory)
         if chief:
             logs = os.path.join(directory, "logs")
             write_hparams_experiment(logs, search.oracle.hyperparameters, task_)
+        if "KERASTUNER_ORACLE_PORT" in os.environ and chief:
+            _watch_workers(search.oracle, directory)
         logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes
         search.search(
             task_.x_train,
@@ -94,3 +106,19 @@ def tune(
             verbose=verbose,
         )
     return search
+
+
+def _watch_workers(oracle, directory: str, every: float = 2.0) -> None:
+    """Has the chief send a trial back to the queue when its worker is gone (killed,
+    crashed: its lock is free), so that another worker runs it and the search ends."""
+
+    def watch():
+        while True:
+            time.sleep(every)
+            for worker, trial_id in requeue_orphans(oracle, partial(worker_gone, directory)):
+                print(
+                    f"[chief] {worker} is gone; trial {trial_id} goes to the next worker.",
+                    flush=True,
+                )
+
+    threading.Thread(target=watch, name="kgates-worker-watch", daemon=True).start()

@@ -1,0 +1,214 @@
+"""The `kgates` command line: its options, their checks and help. It reads only plain
+tables (no Keras), so that parsing, and `--help`, take no time."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
+    return int(text)
+
+
+def _directory(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a directory, got an empty string")
+    return text
+
+
+def _worker_id(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", text):
+        raise argparse.ArgumentTypeError(
+            f"expected letters, digits and . _ - (a name, not a path), got {text!r}"
+        )
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; it reads only plain tables, so parsing loads no Keras."""
+    from kgates.study._choices import CELLS, DEMO
+
+    parser = argparse.ArgumentParser(
+        prog="kgates", description="Recurrent cells for Keras 3 that show their gates."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser(
+        "demo",
+        help="train a small model on the adding problem and print what its gates did",
+    )
+    demo.add_argument("--cell", default="NP", choices=CELLS, help="cell code (default: NP)")
+    for flag, default, meaning in [
+        ("--units", DEMO["units"], "units of the recurrent layer"),
+        ("--length", DEMO["length"], "steps per sequence"),
+        ("--samples", DEMO["samples"], "training sequences"),
+        ("--epochs", DEMO["epochs"], "training epochs"),
+    ]:
+        demo.add_argument(flag, type=_positive_int, default=default, help=f"{meaning} ({default})")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (0)")
+
+    _add_tune(commands)
+    report = commands.add_parser(
+        "report", help="write a markdown + PNG summary of the search in DIRECTORY"
+    )
+    report.add_argument("directory", help="a search directory (made by kgates tune)")
+
+    board = commands.add_parser(
+        "board", help="start TensorBoard on 127.0.0.1 with the gate dashboards of LOGDIR"
+    )
+    board.add_argument("logdir", help="a run directory, or a directory of runs")
+    board.add_argument("--port", type=_port, default=6006, help="port (6006; 0 picks a free one)")
+    return parser
+
+
+def _list(kind):
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(v.strip()) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list, got {text!r}"
+            ) from None
+
+    return parse
+
+
+def _range(text: str) -> tuple:
+    try:
+        return tuple(float(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a value or LOW:HIGH, got {text!r}") from None
+
+
+def _bools(text: str) -> tuple:
+    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    values = [words.get(v.strip().lower()) for v in text.split(",")]
+    if None in values:
+        raise argparse.ArgumentTypeError(f"expected true, false or true,false, got {text!r}")
+    return tuple(values)
+
+
+def _address(text: str) -> tuple[str, str]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT with a port from 1 to 65535, got {text!r}"
+        )
+    return host, port
+
+
+# Flags of `kgates tune` that define the search, as keys of its spec.
+SIZE_FLAGS = {
+    "samples": "training sequences",
+    "length": "steps per sequence",
+    "delay": "blank steps between the symbols and their recall",
+    "symbols": "symbols to recall",
+}
+SPACE_FLAGS = {
+    "units": (_list(int), "units per recurrent layer"),
+    "layers": (_list(int), "recurrent layers"),
+    "learning_rate": (_range, "Adam's learning rate, drawn on a log scale"),
+    "dropout": (_range, "dropout on each recurrent layer's inputs"),
+    "forget_bias": (_list(str), "LSTM forget bias: zero, one (Keras's) or chrono"),
+    "clipnorm": (_list(float), "Adam's gradient clipping norm; 0: none"),
+    "reset_after": (_bools, "GRU: reset gate after the matrix product (Keras's default)"),
+}
+
+
+def _add_tune(commands) -> None:
+    from kgates.study._choices import ABOUT_CELLS, RANGES, SPACE
+    from kgates.study._directory import DEFAULTS, TUNER_NAMES
+    from kgates.study._tasks import ABOUT, EPOCHS, TASKS, task_sizes
+
+    cells = "\n".join(f"  {code:<5} {about}" for code, about in ABOUT_CELLS.items())
+    tasks = "\n".join(f"  {name:<7} {about}" for name, about in ABOUT.items())
+    tune = commands.add_parser(
+        "tune",
+        help="search cells and hyperparameters with Keras Tuner, with gate dashboards per trial",
+        description="Runs a Keras Tuner search over kgates cells on a task. Running the same\n"
+        "command again on the same --directory resumes it (options left out are read\n"
+        "from the directory).",
+        epilog=f"cells:\n{cells}\n\ntasks:\n{tasks}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tune.add_argument("--task", choices=tuple(TASKS), help=f"task (default: {DEFAULTS['task']})")
+    tune.add_argument(
+        "--cells",
+        type=_list(str),
+        help=f"comma-separated cell codes, listed below (default: {','.join(DEFAULTS['cells'])})",
+    )
+    tune.add_argument(
+        "--tuner", choices=TUNER_NAMES, help=f"search algorithm (default: {DEFAULTS['tuner']})"
+    )
+    tune.add_argument(
+        "--max-trials",
+        type=_positive_int,
+        help=f"trials in all (default: {DEFAULTS['max_trials']})",
+    )
+    per_task = ", ".join(f"{name} {n}" for name, n in EPOCHS.items())
+    tune.add_argument(
+        "--epochs", type=_positive_int, help=f"most epochs per trial (default: {per_task})"
+    )
+    tune.add_argument(
+        "--seed", type=int, help=f"seed of data, tuner and weights (default: {DEFAULTS['seed']})"
+    )
+    tune.add_argument(
+        "--directory",
+        type=_directory,
+        help="where the search lives (default: runs/TASK); same again resumes",
+    )
+    sizes = tune.add_argument_group("task sizes (defaults by task)")
+    for flag, meaning in SIZE_FLAGS.items():
+        by_task = {name: task_sizes(name) for name in TASKS}
+        defaults = ", ".join(f"{t} {s[flag]}" for t, s in by_task.items() if flag in s)
+        sizes.add_argument(f"--{flag}", type=_positive_int, help=f"{meaning} ({defaults})")
+    space = tune.add_argument_group(
+        "search space: a comma-separated list of choices (one value fixes it); learning "
+        "rate and dropout: a value or LOW:HIGH"
+    )
+    for name, (kind, meaning) in SPACE_FLAGS.items():
+        default = (":" if name in RANGES else ",").join(str(v) for v in SPACE[name])
+        flag = f"--{name.replace('_', '-')}"
+        space.add_argument(flag, type=kind, help=f"{meaning} (default: {default})")
+    tune.add_argument(
+        "--gate-freq",
+        type=_non_negative_int,
+        default=1,
+        help="epochs between gate dashboards; 0: off (1)",
+    )
+    tune.add_argument("--patience", type=_positive_int, default=3, help="early stopping (3)")
+    tune.add_argument(
+        "--verbose", type=int, choices=(0, 1, 2), default=None, help="Keras fit verbosity (auto)"
+    )
+    where = tune.add_mutually_exclusive_group()
+    where.add_argument(
+        "--chief", type=_address, metavar="HOST:PORT", help="serve the search's oracle here"
+    )
+    where.add_argument(
+        "--worker", type=_address, metavar="HOST:PORT", help="run trials for the chief at HOST:PORT"
+    )
+    tune.add_argument(
+        "--worker-id", type=_worker_id, help="this worker's name (default: worker-HOST-PID)"
+    )
