@@ -21,6 +21,11 @@ def _tune(args, argv: list[str] | None = None) -> int:
     from kgates.study._tune import tune
 
     directory = args.directory or f"runs/{args.task or _directory.DEFAULTS['task']}"
+    if args.chief:  # before anything is written: Keras Tuner would fail after the spec
+        problem = _cannot_listen(*args.chief)
+        if problem:
+            print(f"kgates tune: --chief {':'.join(args.chief)}: {problem}", file=sys.stderr)
+            return 2
     if args.chief or args.worker:
         host, port = args.chief or args.worker
         os.environ["KERASTUNER_ORACLE_IP"], os.environ["KERASTUNER_ORACLE_PORT"] = host, port
@@ -85,6 +90,18 @@ def _listening(host: str, port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def _cannot_listen(host: str, port: str) -> str | None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, int(port)))
+        except OSError as error:
+            return error.strerror or str(error)
+    return None
 
 
 def serve(logdir: str, port: int) -> int:

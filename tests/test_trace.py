@@ -225,3 +225,26 @@ def test_a_mask_of_the_wrong_shape_is_an_error_naming_it(shape, rng):
             kgates.trace(model, x, mask=np.ones(shape, bool))
         with pytest.raises(ValueError, match="argument `mask`"):
             kgates.gradient_flow(model, x, mask=np.ones(shape, bool))
+
+
+def test_a_list_input_is_an_array_for_a_one_input_model_or_an_error_naming_x(rng):
+    x, _ = padded(rng)
+    layer = keras.layers.LSTM(4, return_sequences=True)
+    model = keras.Sequential([keras.Input((9, 3)), layer])
+    want = kgates.trace(model, x)[layer.name]["f"]
+    for given in (x.tolist(), [x]):  # nested lists, or the one input in a list
+        np.testing.assert_allclose(kgates.trace(model, given)[layer.name]["f"], want, atol=1e-6)
+    for bad in ([[1.0, 2.0], [3.0]], x[0], [x, x]):  # ragged, one sequence, two inputs
+        with pytest.raises(ValueError, match="argument `x`"):
+            kgates.trace(model, bad)
+        with pytest.raises(ValueError, match="argument `x`"):
+            kgates.gradient_flow(model, bad)
+
+
+def test_targets_for_another_batch_are_an_error_naming_y(rng):
+    x, _ = padded(rng)
+    model = keras.Sequential([keras.Input((9, 3)), keras.layers.LSTM(4), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    kgates.gradient_flow(model, x, np.zeros((len(x), 1)))  # the right rows pass
+    with pytest.raises(ValueError, match=rf"argument `y` .* \({len(x)}\), got {len(x) + 1}"):
+        kgates.gradient_flow(model, x, np.zeros((len(x) + 1, 1)))

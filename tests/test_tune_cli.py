@@ -143,6 +143,34 @@ def test_bad_options_are_named_and_write_nothing(tmp_path, capsys, args, match):
     assert not directory.exists()
 
 
+def test_a_directory_that_is_a_file_or_unwritable_is_named(tmp_path, capsys, monkeypatch):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    code, err = _tune(capsys, "--directory", str(a_file))
+    assert code == 2
+    assert err == f"kgates tune: `directory` {a_file} is a file; expected a directory.\n"
+    code, err = _tune(capsys, "--directory", str(a_file / "search"))
+    assert code == 2 and f"lies under a file, {a_file}" in err
+    assert a_file.read_text() == "mine" and os.listdir(tmp_path) == ["notes.txt"]
+    # a place this user cannot write (as root, every place is writable: ask the OS as it
+    # would answer a user)
+    monkeypatch.setattr(os, "access", lambda path, mode: path != str(tmp_path))
+    code, err = _tune(capsys, "--directory", str(tmp_path / "search"))
+    assert code == 2 and f"cannot write in {tmp_path} (permission denied)" in err
+    assert os.listdir(tmp_path) == ["notes.txt"]
+
+
+def test_a_chief_on_a_busy_port_is_refused_before_writing(tmp_path, capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        directory = tmp_path / "search"
+        code, err = _tune(capsys, "--directory", str(directory), "--chief", f"127.0.0.1:{port}")
+    assert code == 2 and err.startswith(f"kgates tune: --chief 127.0.0.1:{port}: ")
+    assert len(err.splitlines()) == 1 and not directory.exists()
+
+
 @pytest.mark.parametrize(
     ("args", "match"),
     [

@@ -189,6 +189,14 @@ class GradientFlow:
         return result
 
     def __call__(self, x, y=None, mask=None) -> dict:
+        x = self.walk.check_inputs(x, "kgates.gradient_flow")
+        batch = keras.tree.flatten(x)[0].shape[0]
+        rows = [np.shape(v)[0] if np.ndim(v) else 0 for v in keras.tree.flatten(y)]
+        if y is not None and any(r != batch for r in rows):
+            raise ValueError(
+                f"kgates.gradient_flow: argument `y` must have one target per input "
+                f"sequence ({batch}), got {rows[0] if len(rows) == 1 else rows}."
+            )
         mask = self.walk.check_mask(mask, x, "kgates.gradient_flow")
         inputs, mask = self.walk.layer_inputs(x, mask)
         upstream = self.upstream(x, y)

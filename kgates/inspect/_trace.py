@@ -116,6 +116,7 @@ class Tracer:
         return self._models[key]
 
     def __call__(self, x, mask=None) -> dict:
+        x = self.walk.check_inputs(x, "kgates.trace")
         for gates in self._gates.values():
             copy_weights(gates.source, gates.rnn.cell)
         if mask is None:

@@ -119,6 +119,29 @@ class ModelWalk:
         ]
         self._features = None
 
+    def check_inputs(self, x, who: str = "kgates"):
+        """`x` as the model takes it. For a model with one input, a (nested) list
+        becomes an array of the input's dtype; its rank must be the input's."""
+        if isinstance(self.structure, (list, tuple, dict)):
+            return x  # several inputs: Keras checks their structure
+        if isinstance(x, (list, tuple)) and len(x) == 1 and hasattr(x[0], "shape"):
+            x = x[0]  # the one input, in a list
+        if isinstance(x, (list, tuple)):
+            try:
+                x = np.asarray(x, dtype=self.structure.dtype)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"{who}: argument `x` must be one array for this model's one input, "
+                    f"got a {type(x).__name__} that is not an array."
+                ) from None
+        shape = tuple(self.structure.shape)
+        if len(getattr(x, "shape", ())) != len(shape):
+            raise ValueError(
+                f"{who}: argument `x` must be a batch shaped like the model's input "
+                f"{shape}, got shape {tuple(getattr(x, 'shape', ()))}."
+            )
+        return x
+
     def check_mask(self, mask, x, who: str = "kgates", name: str = "mask"):
         """`mask` as a `(batch, time)` boolean NumPy array, checked against the batch `x`
         and the time axis of the recurrent layers (None passes through)."""

@@ -114,6 +114,7 @@ def open_search(directory: str, **given) -> dict:
     unknown = sorted(set(given) - set(DEFAULTS))
     if unknown:
         raise TypeError(f"open_search: unknown option {unknown[0]!r}; expected {sorted(DEFAULTS)}.")
+    _check_place(directory)
     stored = stored_search(directory)
     if stored is None and os.path.isdir(directory) and set(os.listdir(directory)) - {LOCK_FILE}:
         raise ValueError(
@@ -244,6 +245,21 @@ def check_project(directory: str) -> None:
             path = os.path.join(project, name, "trial.json")
             if name.startswith("trial_") and os.path.exists(path):
                 read_json(path, ("trial_id", "hyperparameters", "status"))
+
+
+def _check_place(directory: str) -> None:
+    """A search directory must be a directory, or be creatable, and be writable."""
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ValueError(f"`directory` {directory} is a file; expected a directory.")
+    existing = os.path.abspath(directory)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"`directory` {directory} lies under a file, {existing}.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"`directory` {directory}: cannot write in {existing} (permission denied)."
+        )
 
 
 def stored_search(directory: str) -> dict | None:
