@@ -1,4 +1,6 @@
-"""The experiment scripts run end to end at their smoke sizes."""
+"""The experiment scripts run end to end at their smoke sizes. The timing scripts
+(bench, callback_overhead), which are run on GPUs with torch and JAX, run on every
+backend; the studies run once (their parts are tested on every backend)."""
 
 import importlib.util
 import pathlib
@@ -18,6 +20,7 @@ def _load(name):
     return module
 
 
+@pytest.mark.once
 def test_gate_dashboards_writes_every_kind_of_dashboard(tmp_path):
     _load("gate_dashboards").main(["--smoke", "--logdir", str(tmp_path)])
     tags = read_events(str(tmp_path), "train").Tags()
@@ -52,6 +55,7 @@ def test_bench_times_every_variant_against_the_keras_layer(tmp_path):
         assert max(worst.values()) < 1e-5
 
 
+@pytest.mark.once
 def test_search_space_odyssey_compares_variants_with_v(tmp_path):
     rows = _load("search_space_odyssey").main(
         ["--smoke", "--directory", str(tmp_path), "--variants", "V,NFG"]
@@ -61,6 +65,7 @@ def test_search_space_odyssey_compares_variants_with_v(tmp_path):
     assert (tmp_path / "NFG" / "kgates_search.json").exists()
 
 
+@pytest.mark.once
 def test_lstm_vs_gru_matches_the_parameter_budget(tmp_path):
     module = _load("lstm_vs_gru")
     (row,) = module.main(["--smoke", "--json", str(tmp_path / "r.json")])
@@ -77,6 +82,7 @@ def test_lstm_vs_gru_matches_the_parameter_budget(tmp_path):
     assert 0 <= row["p"] <= 1 and 0 <= row["p_rank"] <= 1
 
 
+@pytest.mark.once
 def test_forget_bias_curves_and_plot(tmp_path):
     result = _load("forget_bias").main(["--smoke", "--png", str(tmp_path / "f.png")])
     assert set(result["curves"]) == {"zero", "one", "chrono"}
@@ -84,6 +90,7 @@ def test_forget_bias_curves_and_plot(tmp_path):
     assert (tmp_path / "f.png").stat().st_size > 1000
 
 
+@pytest.mark.once
 def test_gradient_flow_reaches_for_every_model(tmp_path):
     result = _load("gradient_flow").main(["--smoke", "--png", str(tmp_path / "g.png")])
     assert set(result["models"]) == {"SimpleRNN", "GRU", "LSTM", "NFG"}

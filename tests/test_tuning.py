@@ -290,6 +290,7 @@ def test_a_directory_with_another_search_is_refused_and_untouched(tmp_path):
     assert os.listdir(other) == ["cat.jpg"]
 
 
+@pytest.mark.once
 @pytest.mark.parametrize("tuner", ["bayesian", "hyperband"])
 def test_other_tuners_keep_to_the_trial_budget(tmp_path, tuner):
     directory = str(tmp_path / tuner)
@@ -325,6 +326,7 @@ def _first_trials(directory, seed, count=6):
     return drawn
 
 
+@pytest.mark.once
 @pytest.mark.parametrize("seed", [0, 7])
 def test_the_same_seed_draws_the_same_trials_and_every_cell_in_turn(tmp_path, seed):
     first = _first_trials(str(tmp_path / "a"), seed)
