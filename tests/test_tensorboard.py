@@ -114,6 +114,27 @@ def test_images_are_pngs(trained):
     assert image.width > 100 and image.height > 50
 
 
+@pytest.mark.parametrize(
+    ("gate_freq", "epochs", "histograms", "images"),
+    [(1, 3, [0, 1, 2], [0, 2]), (2, 4, [0, 2, 3], [0, 3])],
+)
+def test_the_last_epoch_trained_gets_images_and_pinned_gates_get_none(
+    tmp_path, rng, gate_freq, epochs, histograms, images
+):
+    x, y, _ = _data(rng)
+    inputs = keras.Input((STEPS, FEATURES))
+    h = kgates.LSTM(4, variant="NFG", name="lstm")(inputs)  # f is pinned to 1
+    model = keras.Model(inputs, keras.layers.Dense(1)(h))
+    model.compile("adam", "mse")
+    callback = kgates.TensorBoard(str(tmp_path), probe=x[:4], gate_freq=gate_freq, gradients=False)
+    model.fit(x, y, epochs=epochs, verbose=0, callbacks=[callback])
+    events = read_events(str(tmp_path), "train")
+    assert [e.step for e in events.Histograms("gates/lstm/i")] == histograms
+    assert [e.step for e in events.Images("cell_state/lstm")] == images
+    assert {"gate_heatmap/lstm/i", "gate_heatmap/lstm/o"} <= set(events.Tags()["images"])
+    assert "gate_heatmap/lstm/f" not in events.Tags()["images"]
+
+
 def test_nonfinite_gates_are_counted_not_fatal(tmp_path, rng):
     x, y, _ = _data(rng)
     model = _model()

@@ -200,7 +200,7 @@ def test_tune_logs_every_trial_then_resumes_without_rerunning(tmp_path, capsys):
     assert [t["status"] for t in trials] == ["COMPLETED"] * 2
     for t in trials:
         assert np.isfinite(t["score"])
-        run = os.path.join(directory, "logs", f"trial_{t['id']}")
+        run = os.path.join(directory, "logs", f"trial_{t['id']}-{t['values']['cell']}")
         session = read_events(run)  # HParams: this trial's hyperparameters
         assert "_hparams_/session_start_info" in session.Tags()["tensors"]
         content = session.SummaryMetadata("_hparams_/session_start_info").plugin_data.content

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import keras
 import numpy as np
@@ -119,6 +120,8 @@ class TensorBoard(keras.callbacks.TensorBoard):
         self._gate_writer = None
         self._painter = None  # draws the images off the training thread
         self._pending = []
+        self._epochs = {"last": None, "dashboard": None, "images": None}
+        self._pinned = {}  # {layer: pinned gate names}
         self.gate_stats = {}  # the latest dashboard's scalars: {layer: {gate: {...}}}
 
     def _subsample(self, x, y, mask):
@@ -172,9 +175,12 @@ class TensorBoard(keras.callbacks.TensorBoard):
         self.gate_stats = {}
         self._gate_writer = None
         self._tracer = None
+        self._epochs = {"last": None, "dashboard": None, "images": None}
         if self.gate_freq:
             self._check_probe(model)
             self._tracer = Tracer(model, self.layers)
+            # pinned gates are constants: no pictures of them
+            self._pinned = {p.name: set(getattr(p.cell, "pin", ())) for p in self._tracer.parts}
             self.probe_mask = self._tracer.walk.check_mask(
                 self.probe_mask, self.probe_x, "kgates.TensorBoard", "probe_mask"
             )
@@ -203,12 +209,18 @@ class TensorBoard(keras.callbacks.TensorBoard):
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
+        self._epochs["last"] = epoch
         if self.gate_freq and epoch % self.gate_freq == 0:
             dashboard = epoch // self.gate_freq
             self.log_gates(epoch, images=bool(self.image_freq) and dashboard % self.image_freq == 0)
 
     def on_train_end(self, logs=None):
         super().on_train_end(logs)
+        last = self._epochs["last"]
+        if self.gate_freq and self.image_freq and last is not None:
+            # the images (and dashboard) of the last epoch trained, early stopping or not
+            if self._epochs["images"] != last:
+                self.log_gates(last, images=True, summaries=self._epochs["dashboard"] != last)
         self.wait()
         if self._painter is not None:
             self._painter.shutdown()
@@ -231,30 +243,35 @@ class TensorBoard(keras.callbacks.TensorBoard):
             self._gate_writer = EventWriter(os.path.join(self.log_dir, "train"))
         return self._gate_writer
 
-    def log_gates(self, step: int, images: bool = True) -> None:
+    def log_gates(self, step: int, images: bool = True, summaries: bool = True) -> None:
         """Traces the probe and writes the gate dashboards (images too) at `step`."""
         traced = self._tracer(self.probe_x, self.probe_mask)
         flows = {}
         if self._flow is not None:
             flows = self._flow(self.probe_x, self.probe_y, self.probe_mask)
         writer = self.gate_writer
-        for part, gates in traced.items():
-            self.gate_stats[part] = write_gate_summaries(writer, part, gates, step)
-            if part in flows:
-                write_gradient_flow(writer, part, flows[part], step)
-        writer.flush()
+        if summaries:
+            self._epochs["dashboard"] = step
+            for part, gates in traced.items():
+                self.gate_stats[part] = write_gate_summaries(writer, part, gates, step)
+                if part in flows:
+                    write_gradient_flow(writer, part, flows[part], step)
+            writer.flush()
         if images:
+            self._epochs["images"] = step
             self._pending = [f for f in self._pending or [] if not f.done()]
             if self._painter is None:
                 self._painter = ThreadPoolExecutor(1, thread_name_prefix="kgates-images")
-            self._pending.append(self._painter.submit(_draw, writer, traced, flows, step))
+            draw = partial(_draw, writer, traced, flows, step, self._pinned)
+            self._pending.append(self._painter.submit(draw))
 
 
-def _draw(writer: EventWriter, traced: dict, flows: dict, step: int) -> None:
+def _draw(writer: EventWriter, traced: dict, flows: dict, step: int, pinned: dict) -> None:
     from kgates.inspect import _plots as plots  # matplotlib, only when drawing
 
     for part, gates in traced.items():
-        write_gate_images(writer, part, gates, step)
+        shown = {k: v for k, v in gates.items() if k not in pinned.get(part, ())}
+        write_gate_images(writer, part, shown, step)
         if part in flows:
             png, height, width = plots.gradient_flow(
                 flows[part], f"{part}: gradient flow over time"

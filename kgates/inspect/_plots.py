@@ -20,29 +20,22 @@ def _png(fig: Figure) -> tuple[bytes, int, int]:
 def heatmap(
     values: np.ndarray, title: str = "", cmap: str = "viridis", vmin=None, vmax=None
 ) -> tuple[bytes, int, int]:
-    """A (units, time) array as a colour image: a row per unit, time to the right.
-
-    Drawn straight through the colour map (no figure), each cell enlarged to at
-    least 4 pixels, so it is cheap enough for every epoch. Non-finite values
-    are grey.
-    """
-    from matplotlib import colormaps
-
-    from kgates.inspect._events import png_bytes
-
-    values = np.asarray(values, np.float64)
-    finite = np.isfinite(values)
-    low = np.nanmin(values[finite]) if vmin is None and finite.any() else (vmin or 0.0)
-    high = np.nanmax(values[finite]) if vmax is None and finite.any() else (vmax or 1.0)
-    scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
-    rgba = colormaps[cmap](np.where(finite, scaled, 0.0), bytes=True)
-    rgba[~finite] = (128, 128, 128, 255)
-    rows, cols = values.shape
-    ry = max(4, -(-240 // max(rows, 1)))
-    rx = max(4, -(-480 // max(cols, 1)))
-    ry, rx = min(ry, 16), min(rx, 16)
-    image = np.repeat(np.repeat(rgba, ry, axis=0), rx, axis=1)
-    return png_bytes(image), image.shape[0], image.shape[1]
+    """A (units, time) array as a heatmap: a row per unit, time to the right, with
+    labelled axes, a colour bar and a title. Non-finite values are grey."""
+    values = np.ma.masked_invalid(np.asarray(values, np.float64))
+    units, steps = values.shape
+    fig = Figure(figsize=(6.4, 1.6 + min(units, 64) * 0.03))
+    ax = fig.add_subplot()
+    ax.set_facecolor("0.5")
+    image = ax.imshow(
+        values, aspect="auto", interpolation="nearest", cmap=cmap, vmin=vmin, vmax=vmax,
+        extent=(-0.5, steps - 0.5, units - 0.5, -0.5),
+    )  # fmt: skip
+    ax.set(title=title, xlabel="time step", ylabel="unit")
+    ax.title.set_fontsize(9)
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
+    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.2, top=0.85)
+    return _png(fig)
 
 
 def traces(

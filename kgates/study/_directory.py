@@ -7,8 +7,8 @@ A search lives in one directory:
 - `search/`: the Keras Tuner project (oracle state, one `trial_*` folder per
   trial, with `runs.jsonl`, one line per time a tuner started the trial, and
   `gates.json`, the trial's final gate statistics);
-- `logs/trial_*`: each trial's TensorBoard run (gate dashboards, Keras's
-  logs) and its hyperparameters for the HParams dashboard.
+- `logs/trial_*`: each trial's TensorBoard run, named with its cell (`trial_3-GRU`):
+  gate dashboards, Keras's logs, and its hyperparameters for the HParams dashboard.
 """
 
 from __future__ import annotations

@@ -70,6 +70,12 @@ def _domain(hp, hparams):
     return None
 
 
+def run_name(trial_id: str, values: dict) -> str:
+    """A trial's TensorBoard run: its folder name says the cell, e.g. `trial_3-GRU`."""
+    cell = values.get("cell")
+    return f"trial_{trial_id}-{cell}" if cell else f"trial_{trial_id}"
+
+
 class _GateSearch:
     """What every kgates search adds to its Keras Tuner tuner: per-trial TensorBoard
     runs with HParams on every backend, a seed per trial, a record of each run of a
@@ -87,7 +93,8 @@ class _GateSearch:
         for callback in callbacks:
             if isinstance(callback, keras.callbacks.TensorBoard):
                 suffix = f"_{execution}" if execution else ""
-                logdir = os.path.join(str(callback.log_dir), f"trial_{trial.trial_id}{suffix}")
+                run = f"{run_name(trial.trial_id, trial.hyperparameters.values)}{suffix}"
+                logdir = os.path.join(str(callback.log_dir), run)
                 # Left by an interrupted run of this trial, which restarts from scratch.
                 shutil.rmtree(logdir, ignore_errors=True)
                 callback.log_dir = logdir
