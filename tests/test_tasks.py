@@ -72,3 +72,18 @@ def test_make_task_sizes_and_objectives():
 def test_make_task_bad_input(name, sizes, match):
     with pytest.raises(ValueError, match=match):
         make_task(name, **sizes)
+
+
+def test_adding_baselines_by_hand():
+    task = make_task("adding", samples=4000, length=12)
+    x, y = task.x_val, task.y_val[:, 0]
+    recent = np.array([row[np.flatnonzero(row[:, 1])[-1], 0] for row in x])  # second marker
+    assert task.baselines["always the mean"] == pytest.approx(
+        np.mean((y - task.y_train.mean()) ** 2)
+    )
+    assert task.baselines["recent marked value + 0.5"] == pytest.approx(
+        np.mean((y - recent - 0.5) ** 2)
+    )
+    # the first marked value is uniform on [0, 1): what is left is its variance, 1/12
+    assert task.baselines["recent marked value + 0.5"] == pytest.approx(1 / 12, abs=0.01)
+    assert make_task("copy", samples=8).baselines == {"chance": 1 / 8}

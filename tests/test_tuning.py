@@ -241,6 +241,10 @@ def test_tune_logs_every_trial_then_resumes_without_rerunning(tmp_path, capsys):
     path = report.write_report(directory)
     text = open(path).read()
     assert "| NP |" in text or "| GRU |" in text
+    task = kgates.make_task("adding", 0, **TINY)  # the task's baselines, tabled
+    for name, value in task.baselines.items():
+        assert f"- {name}: {value:.4g}" in text
+    assert f"at most {options['epochs']} epochs per trial" in text
     for picture in ("score_by_cell", "score_vs_learning_rate", "saturation_by_cell"):
         assert os.path.getsize(os.path.join(directory, "report", f"{picture}.png")) > 1000
 

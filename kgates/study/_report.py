@@ -8,16 +8,21 @@ only `report.md` and `report/*.png` next to it.
 from __future__ import annotations
 
 import glob
-import io
 import os
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from kgates.cells._variants import VARIANTS
 from kgates.inspect._stats import SIGMOID_GATES as GATES
 from kgates.study._choices import SPACE
 from kgates.study._directory import PROJECT, atomic_write, read_json, stored_search
+from kgates.study._figures import (
+    completed,
+    saturation_by_cell,
+    score_by_cell,
+    score_vs_learning_rate,
+)
+from kgates.study._tasks import make_task
 
 MIN_TRIALS_FOR_IMPORTANCE = 6
 
@@ -150,76 +155,6 @@ def by_cell(trials: list[dict], direction: str) -> list[dict]:
     return sorted(rows, key=lambda r: (r["best"] is None, best_first * (r["best"] or 0.0)))
 
 
-def _score_by_cell(trials, rows, objective, path) -> None:
-    fig = Figure(figsize=(7, 3.6))
-    ax = fig.add_subplot()
-    rng = np.random.default_rng(0)
-    for k, row in enumerate(rows):
-        scores = [t["score"] for t in trials if t["cell"] == row["cell"] and completed(t)]
-        ax.scatter(k + rng.uniform(-0.12, 0.12, len(scores)), scores, s=18, alpha=0.7)
-        if scores:
-            ax.hlines(np.median(scores), k - 0.3, k + 0.3, color="k", linewidth=1.5)
-    ax.set_xticks(range(len(rows)), [r["cell"] for r in rows], rotation=20, fontsize=8)
-    ax.set_ylabel(objective)
-    ax.set_title("Score by cell (bar: median)")
-    ax.grid(axis="y", alpha=0.3)
-    fig.subplots_adjust(bottom=0.2)
-    _save(fig, path)
-
-
-def _score_vs_learning_rate(trials, objective, path) -> None:
-    fig = Figure(figsize=(7, 3.6))
-    ax = fig.add_subplot()
-    for cell in sorted({t["cell"] for t in trials}):
-        mine = [t for t in trials if t["cell"] == cell and completed(t)]
-        rates = [t["values"].get("learning_rate") for t in mine]
-        ax.scatter(rates, [t["score"] for t in mine], s=18, label=cell)
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel(objective)
-    ax.set_title("Score vs learning rate")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.subplots_adjust(bottom=0.15)
-    _save(fig, path)
-
-
-def _saturation_by_cell(rows, path) -> None:
-    fig = Figure(figsize=(7, 3.6))
-    ax = fig.add_subplot()
-    gates = [g for g in GATES if any(g in r["saturation"] for r in rows)]
-    width = 0.8 / max(len(gates), 1)
-    for j, gate in enumerate(gates):
-        heights = [r["saturation"].get(gate, np.nan) for r in rows]
-        ax.bar(
-            np.arange(len(rows)) + (j - (len(gates) - 1) / 2) * width, heights, width, label=gate
-        )
-    ax.set_xticks(range(len(rows)), [r["cell"] for r in rows], rotation=20, fontsize=8)
-    ax.set_ylabel("share < 0.1 or > 0.9")
-    ax.set_title("Mean gate saturation at the end of training (pinned gates left out)")
-    if gates:
-        ax.legend(fontsize=7, ncols=len(gates))
-    ax.grid(axis="y", alpha=0.3)
-    fig.subplots_adjust(bottom=0.2)
-    _save(fig, path)
-
-
-def _save(fig: Figure, path: str) -> None:
-    """A PNG into the report folder, written as `atomic_write` does (in the search)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    atomic_write(path, buffer.getvalue(), os.path.dirname(os.path.dirname(path)))
-
-
-def completed(trial: dict) -> bool:
-    """Whether a trial (from `load_trials`) finished with a finite score."""
-    return (
-        trial["status"] == "COMPLETED"
-        and trial["score"] is not None
-        and np.isfinite(trial["score"])
-    )
-
-
 def _fmt(value) -> str:
     if value is None:
         return "-"
@@ -263,11 +198,13 @@ def write_report(directory: str) -> str:
         raise ValueError(f"{directory} holds a search with no trials yet.")
     objective, direction = _objective(spec)
     rows = by_cell(trials, direction)
+    task = make_task(spec["task"], spec["seed"], **spec["sizes"])  # its baselines
     pictures = os.path.join(directory, "report")
     os.makedirs(pictures, exist_ok=True)
-    _score_by_cell(trials, rows, objective, os.path.join(pictures, "score_by_cell.png"))
-    _score_vs_learning_rate(trials, objective, os.path.join(pictures, "score_vs_learning_rate.png"))
-    _saturation_by_cell(rows, os.path.join(pictures, "saturation_by_cell.png"))
+    score_png = os.path.join(pictures, "score_by_cell.png")
+    score_by_cell(trials, rows, objective, task.baselines, score_png)
+    score_vs_learning_rate(trials, objective, os.path.join(pictures, "score_vs_learning_rate.png"))
+    saturation_by_cell(rows, os.path.join(pictures, "saturation_by_cell.png"))
 
     done = [t for t in trials if completed(t)]
     sizes = ", ".join(f"{k} {v}" for k, v in spec["sizes"].items()) or "fixed size"
@@ -276,7 +213,8 @@ def write_report(directory: str) -> str:
         "",
         f"{len(trials)} trials ({len(done)} completed, "
         f"{sum(t['status'] == 'FAILED' for t in trials)} failed) of {spec['max_trials']}, "
-        f"{spec['tuner']} search, {spec['epochs'] or 'default'} epochs per trial, seed "
+        f"{spec['tuner']} search, at most {spec['epochs'] or task.epochs} epochs per trial "
+        "(early stopping), seed "
         f"{spec['seed']}. Score: `{objective}` ({'lower' if direction == 'min' else 'higher'} "
         "is better).",
         "",
@@ -291,6 +229,8 @@ def write_report(directory: str) -> str:
             f"| {r['cell']} | {r['trials']} | {r['failed']} | {_fmt(r['best'])} | "
             f"{_fmt(r['median'])} | " + " | ".join(sat) + " |"
         )
+    lines += ["", "Baselines (on the validation data):", ""]
+    lines += [f"- {name}: {_fmt(value)}" for name, value in task.baselines.items()]
     lines += [
         "",
         "Saturated: share of the gate's activations on the probe below 0.1 or above 0.9 at "

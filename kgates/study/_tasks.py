@@ -44,6 +44,8 @@ class Task:
         epochs: default training budget per trial.
         baseline: the objective of a model that has learned nothing (always
             the mean, or a uniform guess), for reading scores.
+        baselines: named scores of simple guesses, `baseline` among them (for the
+            adding problem also the model that keeps only the recent marked value).
         timescale: the longest dependency in steps (for chrono initialisation).
         vocabulary: number of input classes for an `Embedding`, or 0 for
             real-valued inputs.
@@ -67,6 +69,11 @@ class Task:
     outputs: int = 0
     sequence_output: bool = False
     answer: int = 0
+    baselines: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.baselines:
+            self.baselines = {"learned nothing": self.baseline}
 
     @property
     def metric(self) -> str:
@@ -95,6 +102,13 @@ def _adding(seed: int, samples: int = 2000, length: int = 50) -> Task:
     x, y = adding_problem(samples, length, seed)
     x_val, y_val = adding_problem(max(1, samples // 4), length, seed + 1)
     baseline = float(np.mean((y_val - y.mean()) ** 2))
+    # a model that keeps only the recent (second) marked value and adds the first's mean
+    marked = x_val[..., 0] * x_val[..., 1]
+    recent = marked[np.arange(len(marked)), len(marked[0]) - 1 - np.argmax(x_val[:, ::-1, 1], 1)]
+    baselines = {
+        "always the mean": baseline,
+        "recent marked value + 0.5": float(np.mean((y_val[:, 0] - recent - 0.5) ** 2)),
+    }
     return Task(
         "adding",
         {"samples": samples, "length": length},
@@ -106,6 +120,7 @@ def _adding(seed: int, samples: int = 2000, length: int = 50) -> Task:
         EPOCHS["adding"],
         baseline,
         timescale=length,
+        baselines=baselines,
     )
 
 
@@ -123,6 +138,7 @@ def _copy(seed: int, samples: int = 2000, delay: int = 20, symbols: int = 5) -> 
         *OBJECTIVES["copy"],
         EPOCHS["copy"],
         1 / 8,
+        baselines={"chance": 1 / 8},
         timescale=delay + 2 * symbols,
         outputs=10,
         sequence_output=True,
@@ -142,6 +158,7 @@ def _digits(seed: int) -> Task:
         *OBJECTIVES["digits"],
         EPOCHS["digits"],
         0.1,
+        baselines={"chance": 0.1},
         timescale=8,
         outputs=10,
     )
@@ -161,6 +178,7 @@ def _code(seed: int, samples: int = 2000, length: int = 100) -> Task:
         *OBJECTIVES["code"],
         EPOCHS["code"],
         baseline,
+        baselines={"unigram frequencies": baseline},
         timescale=length,
         vocabulary=VOCABULARY,
         outputs=VOCABULARY,
