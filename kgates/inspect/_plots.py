@@ -24,7 +24,7 @@ def heatmap(
     labelled axes, a colour bar and a title. Non-finite values are grey."""
     values = np.ma.masked_invalid(np.asarray(values, np.float64))
     units, steps = values.shape
-    fig = Figure(figsize=(6.4, 1.6 + min(units, 64) * 0.03))
+    fig = Figure(figsize=(6.4, 2.2 + min(units, 64) * 0.03))
     ax = fig.add_subplot()
     ax.set_facecolor("0.5")
     image = ax.imshow(
@@ -34,7 +34,7 @@ def heatmap(
     ax.set(title=title, xlabel="time step", ylabel="unit")
     ax.title.set_fontsize(9)
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
-    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.2, top=0.85)
+    fig.subplots_adjust(left=0.1, right=0.9, bottom=0.2, top=0.86)
     return _png(fig)
 
 
