@@ -301,12 +301,13 @@ def test_a_damaged_search_file_is_named_and_nothing_changes(tmp_path, capsys, da
 def test_ctrl_c_says_how_to_resume_in_one_line(tmp_path):
     directory = str(tmp_path / "adding")
     command = _kgates(
-        "tune", *TINY, "--max-trials", "2", "--epochs", "20", "--patience", "20",
+        "tune", *TINY, "--max-trials", "2", "--epochs", "500", "--patience", "500",
         "--gate-freq", "0", "--verbose", "2", "--directory", directory,
     )  # fmt: skip
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environment()
     )
+    # 500 epochs: the trial still trains when the signal comes, however fast the machine
     for line in process.stdout:  # wait until trial 0 trains, then Ctrl-C
         if line.startswith("Epoch 2/"):
             break
