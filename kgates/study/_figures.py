@@ -66,7 +66,7 @@ def saturation_by_cell(rows, path) -> None:
         labels = [f"{h:.0%}" if np.isfinite(h) else "" for h in heights]
         ax.bar_label(bars, labels, fontsize=7, padding=1)  # zero bars show as 0%
         for x, row in zip(where, rows):
-            if gate in _pinned(row["cell"]):
+            if gate in pinned_gates(row["cell"]):
                 ax.text(x, 0.01, "pinned", rotation=90, ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(rows)), [r["cell"] for r in rows], rotation=20, fontsize=9)
     ax.set_xlabel("cell")
@@ -80,7 +80,8 @@ def saturation_by_cell(rows, path) -> None:
     _save(fig, path)
 
 
-def _pinned(cell: str) -> set:
+def pinned_gates(cell: str) -> set:
+    """The gates a cell code pins to constants (none for NP, GRU, ...)."""
     return set(VARIANTS[cell].get("pin", {})) if cell in VARIANTS else set()
 
 

@@ -12,12 +12,12 @@ import os
 
 import numpy as np
 
-from kgates.cells._variants import VARIANTS
 from kgates.inspect._stats import SIGMOID_GATES as GATES
 from kgates.study._choices import SPACE
 from kgates.study._directory import PROJECT, atomic_write, read_json, stored_search
 from kgates.study._figures import (
     completed,
+    pinned_gates,
     saturation_by_cell,
     score_by_cell,
     score_vs_learning_rate,
@@ -76,7 +76,7 @@ def trial_saturation(trial: dict) -> dict[str, float]:
     Averaged over its layers; gates pinned by the variant are left out (a
     constant gate is not a saturated one).
     """
-    pinned = set(VARIANTS.get(trial["values"].get("cell"), {}).get("pin", {}))
+    pinned = pinned_gates(trial["values"].get("cell"))
     shares: dict[str, list[float]] = {}
     for layer in trial["gates"].values():
         for gate in GATES:

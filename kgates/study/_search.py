@@ -187,7 +187,8 @@ def requeue_orphans(oracle, gone) -> list[tuple[str, str]]:
 
 def repair_stranded(oracle) -> list[str]:
     """Puts right what a cut between Keras Tuner's two files leaves; returns the ids
-    of the trials that will run again. Called on resume, by the one writer.
+    of the trials that will run again. Called on resume by the one writer, which
+    then saves the oracle.
 
     Keras Tuner writes a trial's `trial.json` before `oracle.json`. A kill between
     the two as a trial starts leaves it RUNNING but unknown to the oracle: it
@@ -207,8 +208,7 @@ def repair_stranded(oracle) -> list[str]:
     for trial_id in stranded:
         oracle._record_values(oracle.trials[trial_id])
         oracle._retry_queue.append(trial_id)
-    oracle.save()
-    return stranded
+    return stranded  # the caller saves the oracle
 
 
 class CellsInTurnOracle(keras_tuner.oracles.RandomSearchOracle):
