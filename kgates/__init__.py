@@ -53,6 +53,8 @@ _LAZY = {
     # tier 3: studies
     "adding_problem": "kgates.study._data",
     "make_task": "kgates.study._tasks",
+    "load_data": "kgates.study._own_data",
+    "task_from_arrays": "kgates.study._own_data",
     "GateHyperModel": "kgates.study._hypermodel",
     "tune": "kgates.study._tune",
     "load_trials": "kgates.study._report",

@@ -140,6 +140,7 @@ SPACE_FLAGS = {
 def _add_tune(commands) -> None:
     from kgates.study._choices import ABOUT_CELLS, RANGES, SPACE
     from kgates.study._directory import DEFAULTS, TUNER_NAMES
+    from kgates.study._own_data import DATA_EPOCHS, DATA_OBJECTIVES
     from kgates.study._tasks import ABOUT, EPOCHS, TASKS, task_sizes
 
     cells = "\n".join(f"  {code:<5} {about}" for code, about in ABOUT_CELLS.items())
@@ -153,7 +154,20 @@ def _add_tune(commands) -> None:
         epilog=f"cells:\n{cells}\n\ntasks:\n{tasks}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    tune.add_argument("--task", choices=tuple(TASKS), help=f"task (default: {DEFAULTS['task']})")
+    what = tune.add_mutually_exclusive_group()
+    what.add_argument("--task", choices=tuple(TASKS), help=f"task (default: {DEFAULTS['task']})")
+    what.add_argument(
+        "--data",
+        metavar="FILE.npz",
+        help="your own data in place of a task: arrays x_train, y_train, x_val, y_val "
+        "(integer y: classes, float y: values; see the README)",
+    )
+    tune.add_argument(
+        "--objective",
+        choices=DATA_OBJECTIVES,
+        help="with --data: what to optimise (default: the file's objective array, else "
+        "val_accuracy for classes, val_loss for values)",
+    )
     tune.add_argument(
         "--cells",
         type=_list(str),
@@ -167,7 +181,7 @@ def _add_tune(commands) -> None:
         type=_positive_int,
         help=f"trials in all (default: {DEFAULTS['max_trials']})",
     )
-    per_task = ", ".join(f"{name} {n}" for name, n in EPOCHS.items())
+    per_task = ", ".join(f"{name} {n}" for name, n in {**EPOCHS, "data": DATA_EPOCHS}.items())
     tune.add_argument(
         "--epochs", type=_positive_int, help=f"most epochs per trial (default: {per_task})"
     )
@@ -177,7 +191,8 @@ def _add_tune(commands) -> None:
     tune.add_argument(
         "--directory",
         type=_directory,
-        help="where the search lives (default: runs/TASK); same again resumes",
+        help="where the search lives (default: runs/TASK, or runs/FILE for --data); "
+        "same again resumes",
     )
     sizes = tune.add_argument_group("task sizes (defaults by task)")
     for flag, meaning in SIZE_FLAGS.items():

@@ -20,7 +20,8 @@ def _tune(args, argv: list[str] | None = None) -> int:
     from kgates.study import _directory
     from kgates.study._tune import tune
 
-    directory = args.directory or f"runs/{args.task or _directory.DEFAULTS['task']}"
+    named = os.path.splitext(os.path.basename(args.data))[0] if args.data else args.task
+    directory = args.directory or f"runs/{named or _directory.DEFAULTS['task']}"
     if args.chief:  # before anything is written: Keras Tuner would fail after the spec
         problem = _cannot_listen(*args.chief)
         if problem:
@@ -51,7 +52,8 @@ def _tune(args, argv: list[str] | None = None) -> int:
             )
             return 2
     given = {
-        k: getattr(args, k) for k in ("task", "cells", "tuner", "max_trials", "epochs", "seed")
+        k: getattr(args, k)
+        for k in ("task", "cells", "tuner", "max_trials", "epochs", "seed", "data", "objective")
     }
     given["sizes"] = {k: getattr(args, k) for k in SIZE_FLAGS if getattr(args, k) is not None}
     given["space"] = {k: getattr(args, k) for k in SPACE_FLAGS if getattr(args, k) is not None}
@@ -127,9 +129,9 @@ def serve(logdir: str, port: int) -> int:
 
 
 def _load_keras() -> None:
-    """Imports Keras with the start-up chatter of its backend hidden (TensorFlow's
-    CUDA probing and CPU-feature lines go to the process's stderr, whatever
-    TF_CPP_MIN_LOG_LEVEL says); Python errors still show."""
+    """Imports Keras and starts its backend's devices with their chatter hidden
+    (TensorFlow's CUDA probing and CPU-feature lines go to the process's stderr,
+    whatever TF_CPP_MIN_LOG_LEVEL says); Python errors still show."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "keras" in sys.modules:
         return
@@ -139,6 +141,10 @@ def _load_keras() -> None:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 2)
             import keras  # noqa: F401
+
+            from kgates.cells._backend import accelerator_available
+
+            accelerator_available()  # starts the backend's devices, which TensorFlow logs
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -305,7 +305,14 @@ def test_ctrl_c_says_how_to_resume_in_one_line(tmp_path):
         "--gate-freq", "0", "--verbose", "2", "--directory", directory,
     )  # fmt: skip
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environment()
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_environment(),
+        # as from a terminal: a suite started in the background by a shell ignores
+        # SIGINT, and its children inherit that (Python then raises no KeyboardInterrupt)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     # 500 epochs: the trial still trains when the signal comes, however fast the machine
     for line in process.stdout:  # wait until trial 0 trains, then Ctrl-C

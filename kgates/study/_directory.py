@@ -20,7 +20,8 @@ import os
 import tempfile
 
 from kgates.study._choices import check_space
-from kgates.study._tasks import task_sizes
+from kgates.study._own_data import DATA, file_digest, load_data
+from kgates.study._tasks import OBJECTIVES, task_sizes
 
 SPEC_FILE = "kgates_search.json"
 LOCK_FILE = "kgates.lock"  # held by the one process that writes the search
@@ -38,7 +39,10 @@ DEFAULTS = {
     "seed": 0,
     "sizes": {},  # the task's own
     "space": {},  # the hypermodel's SPACE
+    "data": None,  # a .npz of your own instead of a task: {"file", "sha256"} once stored
+    "objective": None,  # the task's own; with data, chosen by the targets unless told
 }
+REQUIRED = ("task", "cells", "tuner", "max_trials", "epochs", "seed", "sizes", "space")
 RESUMABLE = ("max_trials",)  # what a resumed search may change
 
 
@@ -51,9 +55,38 @@ def search_spec(
     seed: int = DEFAULTS["seed"],
     sizes: dict | None = None,
     space: dict | None = None,
+    data: str | dict | None = None,
+    objective: str | None = None,
 ) -> dict:
-    """What defines a search, validated and normalised (what `kgates_search.json` holds)."""
-    known = task_sizes(task)  # raises on an unknown task
+    """What defines a search, validated and normalised (what `kgates_search.json` holds).
+
+    `data` (a `.npz` path, see `kgates.load_data`) searches a user's arrays in
+    place of `task`; the spec then keeps the file's path and SHA-256, and the
+    objective, and the data are read through once here to check them.
+    """
+    if data is not None or task == DATA:
+        if data is None:
+            raise ValueError(f"task {DATA!r} needs `data`, a .npz file of arrays.")
+        if sizes:
+            raise ValueError(
+                f"`{sorted(sizes)[0]}` is a size of the built-in tasks; `data` has the "
+                "sizes of its arrays."
+            )
+        if isinstance(data, dict):  # stored: the same bytes as when the search began
+            path, digest = data["file"], data["sha256"]
+            objective = load_data(path, objective, digest).objective
+        else:
+            path = os.path.abspath(os.fspath(data))
+            objective = load_data(path, objective).objective
+            digest = file_digest(path)
+        task, data, known = DATA, {"file": path, "sha256": digest}, {}
+    elif objective is not None and objective != OBJECTIVES.get(task, (None,))[0]:
+        raise ValueError(
+            f"`objective` applies to `data`; task {task!r} scores "
+            f"{OBJECTIVES.get(task, ('?',))[0]}."
+        )
+    else:
+        known = task_sizes(task)  # raises on an unknown task
     sizes = {**known, **(sizes or {})}
     for key in sorted(set(sizes) - set(known)):
         has = f"it has: {', '.join(known)}" if known else "its size is fixed"
@@ -80,6 +113,8 @@ def search_spec(
         "max_trials": max_trials,
         "epochs": epochs,
         "seed": seed,
+        "data": data,
+        "objective": objective if data else None,
     }
 
 
@@ -101,6 +136,15 @@ def _lookup(spec: dict, key: str):
     return spec
 
 
+def _compared(spec: dict, key: str):
+    """What must agree for `key` on resume, and how it is shown: data by its bytes
+    (a moved file is the same data)."""
+    value = _lookup(spec, key)
+    if key == "data" and isinstance(value, dict):
+        return value["sha256"], f"{value['file']} (SHA-256 {value['sha256'][:12]}...)"
+    return value, repr(value)
+
+
 def open_search(directory: str, **given) -> dict:
     """The search `directory` holds, or a new one: the stored spec <- `given`.
 
@@ -114,6 +158,10 @@ def open_search(directory: str, **given) -> dict:
     unknown = sorted(set(given) - set(DEFAULTS))
     if unknown:
         raise TypeError(f"open_search: unknown option {unknown[0]!r}; expected {sorted(DEFAULTS)}.")
+    if "data" in given:
+        if given.get("task", DATA) != DATA:
+            raise ValueError("give a `task` or your own `data`, not both.")
+        given["task"] = DATA
     _check_place(directory)
     stored = stored_search(directory)
     if stored is None and os.path.isdir(directory) and set(os.listdir(directory)) - {LOCK_FILE}:
@@ -124,6 +172,7 @@ def open_search(directory: str, **given) -> dict:
     base = stored or DEFAULTS
     if stored and "task" in given and given["task"] != stored["task"]:
         base = {**DEFAULTS, "task": given["task"]}  # sizes of another task: compare below
+    base = {**DEFAULTS, **base}  # a search stored before `data` existed has none
     merged = {
         key: {**base[key], **given.get(key, {})}
         if key in ("sizes", "space")
@@ -133,9 +182,10 @@ def open_search(directory: str, **given) -> dict:
     spec = search_spec(**merged)
     if stored:
         differences = [
-            f"{key}: this directory has {_lookup(stored, key)!r}, asked for {_lookup(spec, key)!r}"
+            f"{key}: this directory has {was[1]}, asked for {now[1]}"
             for key in _given_keys(given)
-            if key not in RESUMABLE and _lookup(stored, key) != _lookup(spec, key)
+            for was, now in [(_compared(stored, key), _compared(spec, key))]
+            if key not in RESUMABLE and was[0] != now[0]
         ]
         if differences:
             raise ValueError(
@@ -267,7 +317,7 @@ def stored_search(directory: str) -> dict | None:
     path = os.path.join(directory, SPEC_FILE)
     if not os.path.exists(path):
         return None
-    return read_json(path, tuple(DEFAULTS))
+    return {**DEFAULTS, **read_json(path, REQUIRED)}
 
 
 def atomic_write(path: str, data: bytes | str, root: str) -> None:

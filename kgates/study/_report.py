@@ -22,7 +22,7 @@ from kgates.study._figures import (
     score_by_cell,
     score_vs_learning_rate,
 )
-from kgates.study._tasks import make_task
+from kgates.study._own_data import spec_objective, spec_task
 
 MIN_TRIALS_FOR_IMPORTANCE = 6
 
@@ -166,7 +166,7 @@ def _fmt(value) -> str:
 def summary(directory: str, top: int = 5) -> str:
     """Plain-text table of the search so far: per cell, then the best trials."""
     spec, trials = _open(directory)
-    objective, direction = _objective(spec)
+    objective, direction = spec_objective(spec)
     rows = by_cell(trials, direction)
     lines = [f"{len(trials)} trials in {directory}; {objective} ({direction}imise):", ""]
     lines.append(f"{'cell':<24}{'trials':>7}{'failed':>7}{'best':>11}{'median':>11}")
@@ -185,20 +185,14 @@ def _open(directory: str) -> tuple[dict, list[dict]]:
     return spec, load_trials(directory)
 
 
-def _objective(spec: dict) -> tuple[str, str]:
-    from kgates.study._tasks import OBJECTIVES
-
-    return OBJECTIVES[spec["task"]]
-
-
 def write_report(directory: str) -> str:
     """Writes `report.md` and `report/*.png` into `directory`; returns the markdown's path."""
     spec, trials = _open(directory)
     if not trials:
         raise ValueError(f"{directory} holds a search with no trials yet.")
-    objective, direction = _objective(spec)
+    objective, direction = spec_objective(spec)
     rows = by_cell(trials, direction)
-    task = make_task(spec["task"], spec["seed"], **spec["sizes"])  # its baselines
+    task = spec_task(spec)  # its baselines
     pictures = os.path.join(directory, "report")
     os.makedirs(pictures, exist_ok=True)
     score_png = os.path.join(pictures, "score_by_cell.png")
@@ -207,10 +201,11 @@ def write_report(directory: str) -> str:
     saturation_by_cell(rows, os.path.join(pictures, "saturation_by_cell.png"))
 
     done = [t for t in trials if completed(t)]
-    sizes = ", ".join(f"{k} {v}" for k, v in spec["sizes"].items()) or "fixed size"
-    lines = [
-        f"# Search: {spec['task']} ({sizes})",
-        "",
+    sizes = ", ".join(f"{k} {v}" for k, v in task.sizes.items()) or "fixed size"
+    lines = [f"# Search: {spec['task']} ({sizes})", ""]
+    if spec["data"]:
+        lines += [f"Data: `{spec['data']['file']}` (SHA-256 {spec['data']['sha256'][:12]}...).", ""]
+    lines += [
         f"{len(trials)} trials ({len(done)} completed, "
         f"{sum(t['status'] == 'FAILED' for t in trials)} failed) of {spec['max_trials']}, "
         f"{spec['tuner']} search, at most {spec['epochs'] or task.epochs} epochs per trial "

@@ -1,4 +1,5 @@
-"""The tasks a search runs: data (`_data`), output head, loss, objective, budget."""
+"""The tasks a search runs: data (`_data`), output head, loss, objective, budget.
+A user's own arrays make a task in `_own_data`."""
 
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ class Task:
         outputs: output classes (0 for regression).
         sequence_output: whether the head reads every step (or the last `answer` steps).
         answer: with `sequence_output`, how many final steps are scored (0: all).
+        targets: regression outputs per scored step (1 unless a user's data has more).
     """
 
     name: str
@@ -70,6 +72,7 @@ class Task:
     sequence_output: bool = False
     answer: int = 0
     baselines: dict = dataclasses.field(default_factory=dict)
+    targets: int = 1
 
     def __post_init__(self):
         if not self.baselines:
@@ -85,7 +88,7 @@ class Task:
 
         if self.answer:
             h = keras.layers.Cropping1D((h.shape[1] - self.answer, 0), name="answer")(h)
-        return keras.layers.Dense(self.outputs or 1, name="head")(h)
+        return keras.layers.Dense(self.outputs or self.targets, name="head")(h)
 
     def loss(self):
         import keras

@@ -21,8 +21,8 @@ from kgates.study._directory import (
     writer_lock,
 )
 from kgates.study._hypermodel import GateHyperModel
+from kgates.study._own_data import spec_task
 from kgates.study._search import make_tuner, requeue_orphans, write_hparams_experiment
-from kgates.study._tasks import make_task
 
 
 def tune(
@@ -35,6 +35,8 @@ def tune(
     seed: int | None = None,
     sizes: dict | None = None,
     space: dict | None = None,
+    data: str | None = None,
+    objective: str | None = None,
     gate_freq: int = 1,
     patience: int = 3,
     verbose="auto",
@@ -66,9 +68,11 @@ def tune(
         seed=seed,
         sizes=sizes,
         space=space,
+        data=data,
+        objective=objective,
     )
     check_project(directory)
-    task_ = make_task(spec["task"], spec["seed"], **spec["sizes"])
+    task_ = spec_task(spec)
     epochs = spec["epochs"] or task_.epochs
     if task_.x_train.shape[0] < 2:
         raise ValueError("the task needs at least 2 training samples.")
