@@ -50,6 +50,8 @@ _LAZY = {
     "reach": "kgates.inspect._gradflow",
     "gate_statistics": "kgates.inspect._stats",
     "TensorBoard": "kgates.inspect._callback",
+    "memory": "kgates.inspect._memory",
+    "Memory": "kgates.inspect._memory",
     # tier 3: studies
     "adding_problem": "kgates.study._data",
     "make_task": "kgates.study._tasks",
