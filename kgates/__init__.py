@@ -52,6 +52,8 @@ _LAZY = {
     "TensorBoard": "kgates.inspect._callback",
     "memory": "kgates.inspect._memory",
     "Memory": "kgates.inspect._memory",
+    "intervene": "kgates.inspect._intervene",
+    "Edit": "kgates.inspect._intervene",
     # tier 3: studies
     "adding_problem": "kgates.study._data",
     "make_task": "kgates.study._tasks",

@@ -51,6 +51,8 @@ class GRUCell(GatedCellMixin, keras.layers.GRUCell):
         inputs: A 2D tensor, `(batch, features)`.
         states: `h_tm1`, `(batch, units)` (or a one-element list of it).
         training: Python boolean; only relevant with dropout.
+        edit: optional function `(name, value) -> value` applied to each of z,
+            r, g, h as soon as it is computed (`kgates.intervene`). Default: None.
 
     Returns:
         `(output, new_states)`; `output` is `h`, or `h` and the gates packed
@@ -157,28 +159,32 @@ class GRUCell(GatedCellMixin, keras.layers.GRUCell):
         hu = ops.split(self._matmul(h_tm1, recurrent), n - 1, axis=-1)
         return xw, dict(zip(self.weighted_gates, hu))
 
-    def step_gates(self, xw: dict, hu: dict, h_tm1) -> tuple:
-        """`(z, r, g)` from the projections and the previous state."""
-        z = self._sigmoid_gate("z", xw, hu)
-        r = self._sigmoid_gate("r", xw, hu)
+    def step_gates(self, xw: dict, hu: dict, h_tm1, edit=None) -> tuple:
+        """`(z, r, g)` from the projections and the previous state (each through
+        `edit`, if given, before the candidate reads r)."""
+        edit = edit or (lambda name, value: value)
+        z = edit("z", self._sigmoid_gate("z", xw, hu))
+        r = edit("r", self._sigmoid_gate("r", xw, hu))
         if self.reset_after:
-            return z, r, self.activation(xw["g"] + r * hu["g"])
+            return z, r, edit("g", self.activation(xw["g"] + r * hu["g"]))
         n = len(self.weighted_gates)
         recurrent = self._cast_to(self.recurrent_kernel, h_tm1)[:, self.units * (n - 1) :]
-        return z, r, self.activation(xw["g"] + ops.matmul(r * h_tm1, recurrent))
+        return z, r, edit("g", self.activation(xw["g"] + ops.matmul(r * h_tm1, recurrent)))
 
     def _sigmoid_gate(self, name: str, xw: dict, hu: dict):
         if name in self.pin:
             return self._pinned(name, xw["g"])
         return self.recurrent_activation(xw[name] + hu[name])
 
-    def call(self, inputs, states, training=False):
+    def call(self, inputs, states, training=False, edit=None):
         h_tm1 = states[0] if isinstance(states, (list, tuple)) else states
         inputs, h_rec = self._dropped(inputs, h_tm1, training)
         z, r, g = self.step_gates(
-            *self.project(inputs, h_rec), h_rec[-1] if isinstance(h_rec, list) else h_rec
+            *self.project(inputs, h_rec), h_rec[-1] if isinstance(h_rec, list) else h_rec, edit
         )
         h = z * h_tm1 + (1.0 - z) * g
+        if edit is not None:
+            h = edit("h", h)
 
         new_state = [h] if isinstance(states, (list, tuple)) else h
         return self._pack(h, {"z": z, "r": r, "g": g}), new_state

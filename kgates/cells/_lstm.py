@@ -71,6 +71,10 @@ class LSTMCell(GatedCellMixin, keras.layers.LSTMCell):
         training: Python boolean; only relevant with dropout.
         c_delta: optional tensor added to c before o and h are computed; its
             gradient is dL/dc (used by `kgates.gradient_flow`). Default: None.
+        edit: optional function `(name, value) -> value` applied to each of
+            i, f, g, c, o, h as soon as it is computed, so that what follows in
+            the step, and later steps, see the result (`kgates.intervene`).
+            Default: None.
 
     Returns:
         `(output, new_states)`; `output` is `h`, or `h` and the gates packed
@@ -280,16 +284,24 @@ class LSTMCell(GatedCellMixin, keras.layers.LSTMCell):
             return self.recurrent_activation(z[name] + getattr(self, f"peephole_{name}") * peep)
         return self.recurrent_activation(z[name])
 
-    def call(self, inputs, states, training=False, c_delta=None):
+    def call(self, inputs, states, training=False, c_delta=None, edit=None):
         c_tm1 = states[1]
         inputs, h_tm1 = self._dropped(inputs, states[0], training)
         z = self.project(inputs, h_tm1, states[2] if self.gate_recurrence else None)
         i, f, g = self.write_gates(z, c_tm1)
+        if edit is not None:
+            i, f, g = edit("i", i), edit("f", f), edit("g", g)
         c = f * c_tm1 + i * g
         if c_delta is not None:  # a probe for dL/dc_t (kgates.gradient_flow)
             c = c + c_delta
+        if edit is not None:
+            c = edit("c", c)
         o = self.output_gate(z, c)
+        if edit is not None:
+            o = edit("o", o)
         h = o * self.output_activation(c)
+        if edit is not None:
+            h = edit("h", h)
 
         gates = {"i": i, "f": f, "g": g, "o": o, "c": c}
         new_states = [h, c]

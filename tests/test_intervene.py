@@ -1,0 +1,163 @@
+"""`kgates.intervene`: gates changed inside the recurrence of an unchanged model,
+against a float64 recurrence that applies the same edit, and against models that
+compute the edited network by construction (a pinned cell, the identity)."""
+
+import keras
+import numpy as np
+import pytest
+from helpers import ATOL, padded
+from reference import randomize, sigmoid
+
+import kgates
+from kgates import Edit
+
+
+def lstm_with_edits(x, w, units, edits, mask=None):
+    """A float64 LSTM (Keras's layout i, f, g, o) whose values are replaced where
+    `edits[name] = (value, where)` say, as each is computed; returns h (B, T, u)."""
+    batch, steps, _ = x.shape
+    kernel, recurrent, bias = (
+        np.asarray(w[k], "float64") for k in ("kernel", "recurrent_kernel", "bias")
+    )
+    h, c = np.zeros((batch, units)), np.zeros((batch, units))
+    out = np.zeros((batch, steps, units))
+
+    def edited(name, t, current):
+        if name not in edits:
+            return current
+        value, where = edits[name]
+        return np.where(where[:, t], value[:, t], current)
+
+    for t in range(steps):
+        pre = x[:, t] @ kernel + h @ recurrent + bias
+        i, f, g, o = (pre[:, k * units : (k + 1) * units] for k in range(4))
+        i, f, g = edited("i", t, sigmoid(i)), edited("f", t, sigmoid(f)), edited("g", t, np.tanh(g))
+        c_new = edited("c", t, f * c + i * g)
+        o = edited("o", t, sigmoid(o))
+        h_new = edited("h", t, o * np.tanh(c_new))
+        real = np.ones((batch, 1), bool) if mask is None else mask[:, t, None]
+        h, c = np.where(real, h_new, h), np.where(real, c_new, c)
+        out[:, t] = np.where(real, h_new, 0.0)
+    return out
+
+
+def _lstm_model(units=4, time=9, features=3, head=True):
+    inputs = keras.Input((time, features))
+    masked = keras.layers.Masking()(inputs)
+    h = keras.layers.LSTM(units, return_sequences=True, name="lstm")(masked)
+    outputs = keras.layers.Dense(2, name="head")(h) if head else h
+    return keras.Model(inputs, outputs)
+
+
+def test_no_edit_gives_the_models_own_outputs(rng):
+    x, _ = padded(rng)
+    inputs = keras.Input((9, 3))
+    h = keras.layers.GRU(4, return_sequences=True, name="gru")(keras.layers.Masking()(inputs))
+    h = keras.layers.Bidirectional(keras.layers.LSTM(3), name="bi")(h)
+    model = keras.Model(inputs, keras.layers.Dense(1)(h))
+    for layer in model.layers:
+        randomize(layer, rng)
+    expected = keras.ops.convert_to_numpy(model(x))
+    np.testing.assert_allclose(kgates.intervene(model, x, {}), expected, atol=ATOL)
+    np.testing.assert_allclose(kgates.intervene(model, x, {"gru": {}}), expected, atol=ATOL)
+    # an edit that sets h to h, and c from the same input: the identity again
+    same = {"gru": {"h": Edit(source=x)}, "bi": {"c": Edit(source=x)}}
+    np.testing.assert_allclose(kgates.intervene(model, x, same), expected, atol=ATOL)
+
+
+@pytest.mark.parametrize(
+    ("gate", "value", "units", "steps"),
+    [
+        ("f", 1.0, None, None),
+        ("i", 0.0, [1, 3], slice(4, None)),
+        ("g", -0.5, 2, [0, 5]),
+        ("c", 3.0, None, 6),
+        ("o", 0.25, slice(0, 2), None),
+        ("h", 0.0, [0], slice(None, 3)),
+    ],
+)
+def test_an_edit_equals_the_float64_recurrence_with_the_same_edit(rng, gate, value, units, steps):
+    x, mask = padded(rng)
+    model = _lstm_model()
+    weights = randomize(model.get_layer("lstm"), rng)
+    head = randomize(model.get_layer("head"), rng)
+    got = kgates.intervene(model, x, {"lstm": {gate: Edit(value, units=units, steps=steps)}})
+    where = np.zeros((4, 9, 4), bool)
+    every = slice(None)
+    where[:, every if steps is None else steps, every if units is None else units] = True
+    h = lstm_with_edits(x, weights, 4, {gate: (np.full((4, 9, 4), value), where)}, mask)
+    expected = h @ head["kernel"] + head["bias"]
+    np.testing.assert_allclose(got[mask], expected[mask], atol=ATOL)
+    unedited = kgates.intervene(model, x, {})
+    assert np.abs(got - unedited)[mask].max() > 1e-3  # the edit changed something
+
+
+def test_every_forget_gate_held_open_is_the_lstm_with_f_pinned_to_one(rng):
+    x = rng.normal(size=(3, 7, 2)).astype("float32")
+    inputs = keras.Input((7, 2))
+    model = keras.Model(inputs, keras.layers.LSTM(5, name="lstm")(inputs))
+    w = randomize(model.get_layer("lstm"), rng)
+    pinned = kgates.LSTM(5, pin={"f": 1.0}, peephole=False)
+    pinned_model = keras.Model(inputs, pinned(inputs))
+    keep = np.r_[0:5, 10:20]  # the i, g and o columns: f owns none when pinned
+    pinned.set_weights([w["kernel"][:, keep], w["recurrent_kernel"][:, keep], w["bias"][keep]])
+    expected = keras.ops.convert_to_numpy(pinned_model(x))
+    np.testing.assert_allclose(
+        kgates.intervene(model, x, {"lstm": {"f": 1.0}}), expected, atol=ATOL
+    )
+
+
+def test_a_stacked_model_sees_an_edit_of_its_first_layer_in_the_second(rng):
+    x = rng.normal(size=(2, 6, 3)).astype("float32")
+    inputs = keras.Input((6, 3))
+    first = keras.layers.LSTM(4, return_sequences=True, name="first")(inputs)
+    model = keras.Model(inputs, keras.layers.GRU(2, name="second")(first))
+    for layer in model.layers[1:]:
+        randomize(layer, rng)
+    edit = {"first": {"h": Edit(0.0, steps=[2, 5])}}
+    edited = kgates.intervene(model, x, edit)
+    # the first layer alone, edited, then the second layer on what it gives
+    first_alone = keras.Model(inputs, first)
+    fed = kgates.intervene(first_alone, x, edit)
+    np.testing.assert_allclose(fed[:, [2, 5]], 0.0)
+    assert np.abs(fed - keras.ops.convert_to_numpy(first_alone(x)))[:, 3:5].min() > 0
+    expected = keras.ops.convert_to_numpy(model.get_layer("second")(fed))
+    np.testing.assert_allclose(edited, expected, atol=ATOL)
+
+
+def test_a_bidirectional_layer_is_edited_by_half_or_whole(rng):
+    x = rng.normal(size=(2, 5, 3)).astype("float32")
+    inputs = keras.Input((5, 3))
+    model = keras.Model(inputs, keras.layers.Bidirectional(keras.layers.GRU(2), name="bi")(inputs))
+    randomize(model.get_layer("bi"), rng)
+    own = kgates.intervene(model, x, {})
+    forward = kgates.intervene(model, x, {"bi/forward": {"z": 1.0}})
+    np.testing.assert_allclose(forward[:, :2], 0.0, atol=ATOL)  # z = 1 keeps h_0 = 0
+    np.testing.assert_allclose(forward[:, 2:], own[:, 2:], atol=ATOL)
+    both = kgates.intervene(model, x, {"bi": {"z": 1.0}})
+    np.testing.assert_allclose(both, 0.0, atol=ATOL)
+
+
+@pytest.mark.parametrize(
+    ("edits", "match"),
+    [
+        ({"lstn": {"f": 1.0}}, r"named 'lstn'; the model's recurrent layers are \['lstm"),
+        ({"lstm": {"z": 1.0}}, "layer 'lstm' has no gate 'z'; it has i, f, g, o, c, h"),
+        ({"lstm": {"f": 1.5}}, r"lstm/f: gate 'f' takes values in \[0, 1\]; got"),
+        ({"lstm": {"g": -2.0}}, r"gate 'g' takes values in \[-1, 1\]"),
+        ({"lstm": {"c": np.nan}}, "gate 'c' takes finite values"),
+        ({"lstm": {"i": Edit(0.0, units=[4])}}, r"`units` \[4\] is out of range \(the layer has 4"),
+        ({"lstm": {"i": Edit(0.0, steps="all")}}, "`steps` must be an int, a list of ints"),
+        ({"lstm": {"i": np.zeros((2, 2))}}, "must be a number or an array that broadcasts"),
+        ({"lstm": 1.0}, r"edits\['lstm'\] must be a dict"),
+    ],
+)  # fmt: skip
+def test_bad_edits_are_named(rng, edits, match):
+    model = _lstm_model(head=False)
+    with pytest.raises(ValueError, match=match):
+        kgates.intervene(model, np.zeros((4, 9, 3), "float32"), edits)
+
+
+def test_an_edit_takes_a_value_or_a_source():
+    with pytest.raises(ValueError, match="exactly one of `value` and `source`"):
+        Edit()
