@@ -54,6 +54,8 @@ _LAZY = {
     "Memory": "kgates.inspect._memory",
     "intervene": "kgates.inspect._intervene",
     "Edit": "kgates.inspect._intervene",
+    "ablate": "kgates.inspect._ablate",
+    "Ablation": "kgates.inspect._ablate",
     # tier 3: studies
     "adding_problem": "kgates.study._data",
     "make_task": "kgates.study._tasks",

@@ -31,7 +31,8 @@ class Edit:
 
     Args:
         value: what the gate is set to: a number, or an array that broadcasts to
-            `(batch, time, units)`. Default: None (give `source`).
+            `(batch, time, units)`; a NumPy masked array leaves its masked
+            entries unchanged. Default: None (give `source`).
         units: the units changed: an int, a list of ints, a slice, or None for
             all. Default: None.
         steps: the steps changed, in the input's time order: an int, a list, a
@@ -258,9 +259,10 @@ def _part_features(part, gate_edits, batch, model, x, sources) -> tuple:
                     f"`x` {batch}; expected the same."
                 )
         else:
-            try:
-                value = np.asarray(edit.value, "float64")
-                value = np.broadcast_to(value, (batch, steps, units))
+            try:  # a masked array leaves its masked entries as they are
+                unchanged = np.broadcast_to(np.ma.getmaskarray(edit.value), (batch, steps, units))
+                value = np.ma.getdata(edit.value).astype("float64")
+                value = np.where(unchanged, 0.0, np.broadcast_to(value, (batch, steps, units)))
             except (TypeError, ValueError):
                 raise ValueError(
                     f"kgates.intervene: {where}: the value must be a number or an array "
@@ -279,6 +281,8 @@ def _part_features(part, gate_edits, batch, model, x, sources) -> tuple:
             _selection(edit.steps, steps, "steps", where)[None, :, None]
             & _selection(edit.units, units, "units", where)[None, None, :]
         )
+        if edit.source is None:
+            mask = mask & ~unchanged
         blocks += [value, np.broadcast_to(mask, (batch, steps, units)).astype("float64")]
         gates.append(gate)
     return np.concatenate(blocks, axis=-1).astype("float32"), gates
