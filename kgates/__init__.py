@@ -56,6 +56,8 @@ _LAZY = {
     "Edit": "kgates.inspect._intervene",
     "ablate": "kgates.inspect._ablate",
     "Ablation": "kgates.inspect._ablate",
+    "find_units": "kgates.inspect._units",
+    "Units": "kgates.inspect._units",
     # tier 3: studies
     "adding_problem": "kgates.study._data",
     "make_task": "kgates.study._tasks",
