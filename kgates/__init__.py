@@ -60,6 +60,8 @@ _LAZY = {
     "Units": "kgates.inspect._units",
     # tier 3: studies
     "adding_problem": "kgates.study._data",
+    "annotate_code": "kgates.study._data",
+    "code_annotations": "kgates.study._data",
     "make_task": "kgates.study._tasks",
     "load_data": "kgates.study._own_data",
     "task_from_arrays": "kgates.study._own_data",

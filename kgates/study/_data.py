@@ -152,6 +152,15 @@ def code_text(
     check_size("length", length, 2)
     if not 0.0 < validation < 1.0:
         raise ValueError(f"`validation` must be in (0, 1), got {validation!r}.")
+    windows = _code_windows(n, length, seed, validation)
+    train, val = (np.stack([w for w, _ in windows[p]]) for p in ("train", "val"))
+    return train[:, :-1], train[:, 1:], val[:, :-1], val[:, 1:]
+
+
+def _code_windows(n, length, seed, validation, annotate=False) -> dict:
+    """`{"train": [(chars, annotations), ...], "val": [...]}`: windows of `length + 1`
+    encoded characters (and, with `annotate`, their `annotate_code` arrays, taken
+    from the whole file so that a string or bracket opened before a window counts)."""
     files = stdlib_sources()
     if not files:
         raise RuntimeError("code_text: found no Python standard library sources on this machine.")
@@ -165,16 +174,118 @@ def code_text(
                 break
             part = "train"
         with open(files[k], encoding="utf-8", errors="replace") as source:
-            chars = encode_text(source.read())
+            text = source.read()
+        chars = encode_text(text)
+        notes = annotate_code(text) if annotate else {}
         usable = (len(chars) - 1) // length * length
         for start in range(0, usable, length):
             if len(windows[part]) < wanted[part]:
-                windows[part].append(chars[start : start + length + 1])
+                end = start + length + 1
+                windows[part].append(
+                    (chars[start:end], {k: v[start : end - 1] for k, v in notes.items()})
+                )
     if len(windows["train"]) < n:
         raise ValueError(
             f"code_text: the standard library on this machine gives only "
             f"{len(windows['train'])} training windows of {length} characters; "
             f"ask for fewer (`n`) or shorter (`length`) ones."
         )
-    train, val = (np.stack(windows[p]) for p in ("train", "val"))
-    return train[:, :-1], train[:, 1:], val[:, :-1], val[:, 1:]
+    return windows
+
+
+CODE_ANNOTATIONS = {  # what `annotate_code` gives per character
+    "in_string": "inside a string literal, its quotes included",
+    "in_comment": "inside a # comment",
+    "depth": "bracket depth ( [ { outside strings and comments, after the character",
+    "indent": "leading whitespace characters of the line",
+    "column": "position in the line, from 0",
+}
+_TRIPLES = ("'" * 3, '"' * 3)
+
+
+_PREFIXES = {"r", "u", "b", "f", "br", "rb", "fr", "rf"}
+
+
+def _prefix_start(text: str, quote: int) -> int:
+    """Where a string starting with a quote at `quote` begins: its prefix (`f"`,
+    `rb'`) is part of it, as Python's tokenizer reads it."""
+    start = quote
+    while start > max(0, quote - 2) and text[start - 1] in "rRbBfFuU":
+        start -= 1
+    while start < quote and text[start:quote].lower() not in _PREFIXES:
+        start += 1
+    if start < quote and start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
+        return quote  # the letters end a name (`bar"`), not a prefix
+    return start
+
+
+def annotate_code(text: str) -> dict[str, np.ndarray]:
+    """Per-character annotations of Python source (`CODE_ANNOTATIONS`), read from the
+    characters by the rules of Python's tokenizer for strings, comments and brackets
+    (quotes and triple quotes, backslash escapes, # to the end of the line).
+
+    Returns:
+        `{name: (len(text),) array}`: booleans for `in_string` and `in_comment`,
+        int32 for the rest.
+    """
+    size = len(text)
+    in_string, in_comment = np.zeros(size, bool), np.zeros(size, bool)
+    depth = np.zeros(size, "int32")
+    quote, comment, level, i = None, False, 0, 0
+    while i < size:
+        ch = text[i]
+        step = 1
+        if quote is not None:
+            if ch == "\\":
+                step = 2  # the escaped character cannot end the string
+            elif text.startswith(quote, i):
+                step, quote = len(quote), None
+            elif ch == "\n" and len(quote) == 1:  # an unterminated one-line string ends
+                quote = None
+            in_string[i : i + step] = True
+        elif comment:
+            comment = ch != "\n"
+            in_comment[i] = comment
+        elif ch == "#":
+            comment = in_comment[i] = True
+        elif ch in "'\"":
+            quote = text[i : i + 3] if text[i : i + 3] in _TRIPLES else ch
+            step = len(quote)
+            in_string[_prefix_start(text, i) : i + step] = True
+        elif ch in "([{":
+            level += 1
+        elif ch in ")]}":
+            level = max(0, level - 1)
+        depth[i : i + step] = level
+        i += step
+    codes = np.frombuffer(text.encode("utf-32-le"), "<u4")
+    newline = codes == ord("\n")
+    starts = np.r_[0, np.flatnonzero(newline) + 1]  # the first character of each line
+    line = np.cumsum(np.r_[False, newline[:-1]]) if size else np.zeros(0, int)
+    blank = (codes == ord(" ")) | (codes == ord("\t"))
+    leading = np.zeros(len(starts), "int32")
+    for k, start in enumerate(starts):
+        end = start
+        while end < size and blank[end]:
+            end += 1
+        leading[k] = end - start
+    return {
+        "in_string": in_string,
+        "in_comment": in_comment,
+        "depth": depth,
+        "indent": leading[line].astype("int32"),
+        "column": (np.arange(size) - starts[line]).astype("int32"),
+    }
+
+
+def code_annotations(
+    n: int = 2000, length: int = 100, seed: int = 0, validation: float = 0.2
+) -> tuple[dict, dict]:
+    """The `annotate_code` arrays of the windows `code_text` gives with the same
+    arguments: `(train, val)`, each `{name: (windows, length) array}` aligned with
+    `x_train` and `x_val` (annotation t describes input character t)."""
+    windows = _code_windows(n, length, seed, validation, annotate=True)
+    return tuple(
+        {name: np.stack([notes[name] for _, notes in windows[p]]) for name in CODE_ANNOTATIONS}
+        for p in ("train", "val")
+    )
