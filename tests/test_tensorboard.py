@@ -79,6 +79,19 @@ def test_every_dashboard_tag_is_written(trained):
     assert "epoch_loss" in tags["scalars"] + tags["tensors"]
 
 
+def test_memory_spans_and_attention_of_each_layer(trained):
+    model, probe, mask, events, _ = trained
+    memories = kgates.memory(model, probe)
+    for layer, units in (("lstm", 4), ("gru", 3)):
+        histogram = events.Histograms(f"memory_span/{layer}")[-1].histogram_value
+        assert histogram.num == mask.sum() * units  # every unit at every real step
+        median = events.Scalars(f"memory_span_median/{layer}")[-1].value
+        spans = memories[layer].span[mask]
+        assert median == pytest.approx(float(np.median(spans.compressed())), rel=1e-5)
+        image = events.Images(f"memory_attention/{layer}")[-1]
+        assert image.encoded_image_string.startswith(b"\x89PNG")
+
+
 def test_histogram_counts_leave_padded_steps_out(trained):
     _, _, mask, events, _ = trained
     for layer, units in (("lstm", 4), ("gru", 3)):

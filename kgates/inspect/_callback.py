@@ -11,12 +11,15 @@ import keras
 import numpy as np
 
 from kgates.cells._backend import tensorflow_summary
+from kgates.inspect._dashboards import (
+    draw,
+    write_gate_summaries,
+    write_gradient_flow,
+    write_memory_summaries,
+)
 from kgates.inspect._events import EventWriter, NumpySummary
-from kgates.inspect._gradflow import GradientFlow, reach
-from kgates.inspect._stats import SIGMOID_GATES, gate_statistics, unit_saturation, valid_values
+from kgates.inspect._gradflow import GradientFlow
 from kgates.inspect._trace import Tracer
-
-TRACED_UNITS = 6  # lines in the cell-state trace plot
 
 
 class TensorBoard(keras.callbacks.TensorBoard):
@@ -34,6 +37,11 @@ class TensorBoard(keras.callbacks.TensorBoard):
     - images `cell_state/{layer}` (units x time heatmap of the first probe
       sample), `gate_heatmap/{layer}/{gate}`, `cell_trace/{layer}` (c_t of the
       most active units), `saturation_scatter/{layer}`;
+    - memory (LSTM, GRU; `kgates.memory`): histogram `memory_span/{layer}` of
+      every unit's memory span (mean age in steps of what its state holds) at
+      every real step, scalar `memory_span_median/{layer}`, and image
+      `memory_attention/{layer}` (steps x steps: the share of the state at step
+      t written at step s, first probe sequence);
     - gradient flow: image `gradient_flow/{layer}` (||dL/dh_t||, ||dL/dc_t||
       against t) and scalars `gradient_flow/{layer}/reach_h|reach_c`, the
       number of steps back over which the gradient stays within 1% of its peak.
@@ -122,6 +130,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
         self._pending = []
         self._epochs = {"last": None, "dashboard": None, "images": None}
         self._pinned = {}  # {layer: pinned gate names}
+        self._backwards = {}  # {layer: reads the input from its end}
         self.gate_stats = {}  # the latest dashboard's scalars: {layer: {gate: {...}}}
 
     def _subsample(self, x, y, mask):
@@ -181,6 +190,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
             self._tracer = Tracer(model, self.layers)
             # pinned gates are constants: no pictures of them
             self._pinned = {p.name: set(getattr(p.cell, "pin", ())) for p in self._tracer.parts}
+            self._backwards = {p.name: p.layer.go_backwards for p in self._tracer.parts}
             self.probe_mask = self._tracer.walk.check_mask(
                 self.probe_mask, self.probe_x, "kgates.TensorBoard", "probe_mask"
             )
@@ -254,6 +264,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
             self._epochs["dashboard"] = step
             for part, gates in traced.items():
                 self.gate_stats[part] = write_gate_summaries(writer, part, gates, step)
+                write_memory_summaries(writer, part, gates, step, self._backwards.get(part))
                 if part in flows:
                     write_gradient_flow(writer, part, flows[part], step)
             writer.flush()
@@ -262,79 +273,5 @@ class TensorBoard(keras.callbacks.TensorBoard):
             self._pending = [f for f in self._pending or [] if not f.done()]
             if self._painter is None:
                 self._painter = ThreadPoolExecutor(1, thread_name_prefix="kgates-images")
-            draw = partial(_draw, writer, traced, flows, step, self._pinned)
-            self._pending.append(self._painter.submit(draw))
-
-
-def _draw(writer: EventWriter, traced: dict, flows: dict, step: int, pinned: dict) -> None:
-    from kgates.inspect import _plots as plots  # matplotlib, only when drawing
-
-    for part, gates in traced.items():
-        shown = {k: v for k, v in gates.items() if k not in pinned.get(part, ())}
-        write_gate_images(writer, part, shown, step)
-        if part in flows:
-            png, height, width = plots.gradient_flow(
-                flows[part], f"{part}: gradient flow over time"
-            )
-            writer.image(f"gradient_flow/{part}", png, height, width, step)
-
-
-def write_gate_summaries(writer: EventWriter, part: str, gates: dict, step: int) -> dict:
-    """Histograms and scalars of one layer's traced gates; returns its statistics."""
-    stats = gate_statistics(gates)
-    for name, values in gates.items():
-        writer.histogram(f"gates/{part}/{name}", valid_values(values), step)
-        writer.scalar(f"gate_mean/{part}/{name}", stats[name]["mean"], step)
-        if "left" in stats[name]:
-            writer.scalar(f"saturation/{part}/{name}/left", stats[name]["left"], step)
-            writer.scalar(f"saturation/{part}/{name}/right", stats[name]["right"], step)
-    if "forget_closed" in stats:
-        writer.scalar(f"forget_closed/{part}", stats["forget_closed"], step)
-    writer.scalar(f"nonfinite/{part}", stats["nonfinite"], step)
-    return stats
-
-
-def _first_sample(values) -> np.ndarray:
-    """(time, units) of the first probe sequence, its padded steps dropped."""
-    sample = values[0]
-    valid = ~np.ma.getmaskarray(sample).any(axis=-1)
-    return np.ma.getdata(sample)[valid]
-
-
-def write_gate_images(writer: EventWriter, part: str, gates: dict, step: int) -> None:
-    """Heatmaps, traces and the saturation scatter of one layer's gates."""
-    from kgates.inspect import _plots as plots
-
-    state_name = "c" if "c" in gates else "h"
-    state = _first_sample(gates[state_name])
-    if state.size:
-        bound = float(np.nanmax(np.abs(state), initial=0.0)) or 1.0
-        png, height, width = plots.heatmap(
-            state.T, f"{part}: {state_name}_t, first probe sequence", "RdBu_r", -bound, bound
-        )
-        writer.image(f"cell_state/{part}", png, height, width, step)
-        finite = np.where(np.isfinite(state), state, 0.0)
-        active = np.argsort(-finite.std(axis=0))[: min(TRACED_UNITS, state.shape[1])]
-        png, height, width = plots.traces(
-            state, active, f"{part}: {state_name}_t of the most active units", state_name
-        )
-        writer.image(f"cell_trace/{part}", png, height, width, step)
-    fractions = {}
-    for name in SIGMOID_GATES:
-        if name not in gates:
-            continue
-        sample = _first_sample(gates[name])
-        if sample.size:
-            png, height, width = plots.heatmap(
-                sample.T, f"{part}: gate {name}, first probe sequence", "viridis", 0.0, 1.0
-            )
-            writer.image(f"gate_heatmap/{part}/{name}", png, height, width, step)
-        fractions[name] = unit_saturation(gates[name])
-    if fractions:
-        png, height, width = plots.saturation_scatter(fractions, f"{part}: saturation per unit")
-        writer.image(f"saturation_scatter/{part}", png, height, width, step)
-
-
-def write_gradient_flow(writer: EventWriter, part: str, norms: dict, step: int) -> None:
-    for name, values in norms.items():
-        writer.scalar(f"gradient_flow/{part}/reach_{name}", reach(values), step)
+            pictures = partial(draw, writer, traced, flows, step, self._pinned, self._backwards)
+            self._pending.append(self._painter.submit(pictures))

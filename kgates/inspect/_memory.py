@@ -159,8 +159,15 @@ class Memory:
 
     def attention_map(self, sequence: int = 0) -> np.ndarray:
         """`(time, time)`: row t is `attention(t)` of one sequence (for pictures)."""
-        steps = self.keep.shape[1]
-        return np.stack([self.attention(t)[sequence] for t in range(steps)])
+        one = slice(sequence, sequence + 1)
+        alone = Memory(
+            self.keep[one],
+            self.write[one],
+            valid=self.valid[one],
+            backwards=self.backwards,
+            initial_state=self.initial_state[one],
+        )
+        return np.stack([alone.attention(t)[0] for t in range(self.keep.shape[1])])
 
 
 def memory(model: keras.Model, x, mask=None, layers=None) -> dict[str, Memory]:

@@ -18,7 +18,13 @@ def _png(fig: Figure) -> tuple[bytes, int, int]:
 
 
 def heatmap(
-    values: np.ndarray, title: str = "", cmap: str = "viridis", vmin=None, vmax=None
+    values: np.ndarray,
+    title: str = "",
+    cmap: str = "viridis",
+    vmin=None,
+    vmax=None,
+    xlabel: str = "time step",
+    ylabel: str = "unit",
 ) -> tuple[bytes, int, int]:
     """A (units, time) array as a heatmap: a row per unit, time to the right, with
     labelled axes, a colour bar and a title. Non-finite values are grey."""
@@ -31,7 +37,7 @@ def heatmap(
         values, aspect="auto", interpolation="nearest", cmap=cmap, vmin=vmin, vmax=vmax,
         extent=(-0.5, steps - 0.5, units - 0.5, -0.5),
     )  # fmt: skip
-    ax.set(title=title, xlabel="time step", ylabel="unit")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.title.set_fontsize(9)
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
     fig.subplots_adjust(left=0.1, right=0.9, bottom=0.2, top=0.86)
