@@ -103,11 +103,10 @@ class Memory:
         keep = self._ordered(self.keep)
         t = self._step(t)
         held = np.zeros_like(keep)
-        running = np.ones(keep[:, 0].shape)
-        for s in range(t, -1, -1):  # running = keep_{s+1} ... keep_t
-            held[:, s] = running
-            running = running * keep[:, s]
-        return held, running
+        # held[s] = keep_{s+1} ... keep_t: running products from t backwards (no logs)
+        held[:, t] = 1.0
+        held[:, :t] = np.cumprod(keep[:, t:0:-1], axis=1)[:, ::-1]
+        return held, held[:, 0] * keep[:, 0]
 
     def contributions(self, t: int = -1) -> np.ndarray:
         """`(batch, time, units)`: what each step wrote that the state at step `t` still
