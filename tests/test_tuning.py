@@ -142,7 +142,11 @@ def test_by_cell_best_and_median_by_hand():
         _trial("GRU", 0.05, reset_after=False),
         _trial("GRU", 0.4, reset_after=True),
     ]
+    for trial, span in zip(trials, (2.0, 9.0, 4.0, 100.0, None, 3.0)):
+        trial["memory_span"] = span  # the failed trial's is left out
     rows = {r["cell"]: r for r in report.by_cell(trials, "min")}
+    assert rows["NP"]["memory_span"] == 4.0 and rows["GRU"]["memory_span"] == 3.0
+    assert rows["GRU(reset_after=False)"]["memory_span"] is None
     assert rows["NP"]["trials"] == 4 and rows["NP"]["failed"] == 1
     assert rows["NP"]["best"] == 0.1 and rows["NP"]["median"] == pytest.approx(0.2)
     assert rows["GRU(reset_after=False)"]["best"] == 0.05 and rows["GRU"]["best"] == 0.4
@@ -211,7 +215,8 @@ def test_tune_logs_every_trial_then_resumes_without_rerunning(tmp_path, capsys):
         train = read_events(run, "train")  # gate dashboards
         assert any(tag.startswith("gates/") for tag in train.Tags()["histograms"])
         layer = next(iter(t["gates"]))  # gates.json: the last dashboard's scalars
-        assert set(t["gates"][layer]) >= {"h", "nonfinite"}
+        assert set(t["gates"][layer]) >= {"h", "nonfinite", "memory_span"}
+        assert t["memory_span"] == t["gates"][layer]["memory_span"] > 0  # one layer
     experiment = read_events(os.path.join(directory, "logs"))  # the HParams columns, typed
     content = experiment.SummaryMetadata("_hparams_/experiment").plugin_data.content
     infos = {
@@ -245,6 +250,7 @@ def test_tune_logs_every_trial_then_resumes_without_rerunning(tmp_path, capsys):
     for name, value in task.baselines.items():
         assert f"- {name}: {value:.4g}" in text
     assert f"at most {options['epochs']} epochs per trial" in text
+    assert "| cell | trials | failed | best | median | memory span |" in text
     for picture in ("score_by_cell", "score_vs_learning_rate", "saturation_by_cell"):
         assert os.path.getsize(os.path.join(directory, "report", f"{picture}.png")) > 1000
 

@@ -264,7 +264,9 @@ class TensorBoard(keras.callbacks.TensorBoard):
             self._epochs["dashboard"] = step
             for part, gates in traced.items():
                 self.gate_stats[part] = write_gate_summaries(writer, part, gates, step)
-                write_memory_summaries(writer, part, gates, step, self._backwards.get(part))
+                span = write_memory_summaries(writer, part, gates, step, self._backwards.get(part))
+                if span is not None:
+                    self.gate_stats[part]["memory_span"] = span
                 if part in flows:
                     write_gradient_flow(writer, part, flows[part], step)
             writer.flush()

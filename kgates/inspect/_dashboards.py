@@ -67,15 +67,19 @@ def _memory_of(gates: dict, backwards: bool):
 
 def write_memory_summaries(
     writer: EventWriter, part: str, gates: dict, step: int, backwards: bool
-) -> None:
-    """The memory span of every unit at every real step: a histogram and its median."""
+) -> float | None:
+    """The memory span of every unit at every real step: a histogram and its median,
+    which it returns (None for a layer without memory)."""
     memory = _memory_of(gates, backwards)
     if memory is None:
-        return
+        return None
     spans = memory.span.compressed()
-    if spans.size:
-        writer.histogram(f"memory_span/{part}", spans, step)
-        writer.scalar(f"memory_span_median/{part}", float(np.median(spans)), step)
+    if not spans.size:
+        return None
+    median = float(np.median(spans))
+    writer.histogram(f"memory_span/{part}", spans, step)
+    writer.scalar(f"memory_span_median/{part}", median, step)
+    return median
 
 
 def _first_sample(values) -> np.ndarray:

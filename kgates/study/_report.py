@@ -66,6 +66,8 @@ def load_trials(directory: str) -> list[dict]:
         }
         trial["completed"] = completed(trial)
         trial["saturation"] = trial_saturation(trial)
+        spans = [layer["memory_span"] for layer in gates.values() if "memory_span" in layer]
+        trial["memory_span"] = float(np.mean(spans)) if spans else None
         trials.append(trial)
     return trials
 
@@ -137,6 +139,8 @@ def by_cell(trials: list[dict], direction: str) -> list[dict]:
         scores = [t["score"] for t in mine if t["status"] == "COMPLETED" and t["score"] is not None]
         scores = [s for s in scores if np.isfinite(s)]
         saturations = [trial_saturation(t) for t in mine if t["status"] == "COMPLETED"]
+        spans = [t.get("memory_span") for t in mine if t["status"] == "COMPLETED"]
+        spans = [s for s in spans if s is not None]
         gates = sorted({g for s in saturations for g in s}, key=GATES.index)
         rows.append(
             {
@@ -146,6 +150,7 @@ def by_cell(trials: list[dict], direction: str) -> list[dict]:
                 "failed": sum(t["status"] == "FAILED" for t in mine),
                 "best": (min(scores) if direction == "min" else max(scores)) if scores else None,
                 "median": float(np.median(scores)) if scores else None,
+                "memory_span": float(np.median(spans)) if spans else None,
                 "saturation": {
                     g: float(np.mean([s[g] for s in saturations if g in s])) for g in gates
                 },
@@ -215,21 +220,24 @@ def write_report(directory: str) -> str:
         "",
         "## Score by cell",
         "",
-        "| cell | trials | failed | best | median | saturated i | f | o | z | r |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| cell | trials | failed | best | median | memory span | saturated i | f | o | z | r |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         sat = [f"{r['saturation'][g]:.0%}" if g in r["saturation"] else "-" for g in GATES]
         lines.append(
             f"| {r['cell']} | {r['trials']} | {r['failed']} | {_fmt(r['best'])} | "
-            f"{_fmt(r['median'])} | " + " | ".join(sat) + " |"
+            f"{_fmt(r['median'])} | {_fmt(r['memory_span'])} | " + " | ".join(sat) + " |"
         )
     lines += ["", "Baselines (on the validation data):", ""]
     lines += [f"- {name}: {_fmt(value)}" for name, value in task.baselines.items()]
     lines += [
         "",
-        "Saturated: share of the gate's activations on the probe below 0.1 or above 0.9 at "
-        "the end of training, averaged over trials and layers (pinned gates left out).",
+        "Memory span: the median over trials of each trial's median age, in steps, of what "
+        "its units' states hold on the probe at the end of training (`kgates.memory`; "
+        "mean over layers). Saturated: share of the gate's activations on the probe below "
+        "0.1 or above 0.9 at the end of training, averaged over trials and layers (pinned "
+        "gates left out).",
         "",
         "![score by cell](report/score_by_cell.png)",
         "",
