@@ -75,6 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("directory", help="a search directory (made by kgates tune)")
 
+    inspect = commands.add_parser(
+        "inspect",
+        help="look inside a saved model: gate and memory dashboards, a summary, and "
+        "with --labels which units matter",
+    )
+    inspect.add_argument("model", help="a saved Keras model (.keras)")
+    inspect.add_argument("data", help="a .npy array of inputs shaped like the model's input")
+    inspect.add_argument("--out", required=True, type=_directory, help="directory to write")
+    inspect.add_argument(
+        "--mask-value", type=float, help="steps whose features all equal it are padding"
+    )
+    inspect.add_argument("--labels", help="a .npy array of targets: adds the ablation per unit")
+    inspect.add_argument(
+        "--limit", type=_positive_int, default=256, help="sequences used, at most (256)"
+    )
+
     board = commands.add_parser(
         "board", help="start TensorBoard on 127.0.0.1 with the gate dashboards of LOGDIR"
     )

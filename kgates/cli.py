@@ -179,6 +179,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kgates report: {error}", file=sys.stderr)
             return 2
         print(f"Wrote {path}")
+    elif args.command == "inspect":
+        from kgates.inspect._saved import inspect_saved
+
+        try:
+            path = inspect_saved(
+                args.model, args.data, args.out, args.mask_value, args.labels, args.limit
+            )
+        except ValueError as error:
+            print(f"kgates inspect: {error}", file=sys.stderr)
+            return 2
+        print(f"Wrote {path}; the dashboards: kgates board {args.out}")
     elif args.command == "board":
         return serve(args.logdir, args.port)
     return 0

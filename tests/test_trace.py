@@ -248,3 +248,21 @@ def test_targets_for_another_batch_are_an_error_naming_y(rng):
     kgates.gradient_flow(model, x, np.zeros((len(x), 1)))  # the right rows pass
     with pytest.raises(ValueError, match=rf"argument `y` .* \({len(x)}\), got {len(x) + 1}"):
         kgates.gradient_flow(model, x, np.zeros((len(x) + 1, 1)))
+
+
+def test_a_model_loaded_from_a_keras_file_traces_as_the_original(rng, tmp_path):
+    # Keras rebuilds a loaded model's mask ops under one name twice, so a new graph
+    # through them is refused; the trace then passes the model's own mask itself
+    x, mask = padded(rng)
+    inputs = keras.Input((9, 3))
+    h = keras.layers.LSTM(4, return_sequences=True, name="lstm")(keras.layers.Masking()(inputs))
+    model = keras.Model(inputs, keras.layers.GRU(2, name="gru")(h))
+    model.save(tmp_path / "m.keras")
+    expected = kgates.trace(model, x)
+    keras.backend.clear_session()  # as in a new process, which loads the file
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    got = kgates.trace(loaded, x)
+    for layer in ("lstm", "gru"):
+        for gate, values in expected[layer].items():
+            np.testing.assert_allclose(got[layer][gate], values, atol=ATOL)
+            assert (np.ma.getmaskarray(got[layer][gate])[..., 0] == ~mask).all()

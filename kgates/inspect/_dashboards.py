@@ -21,7 +21,7 @@ def draw(
     for part, gates in traced.items():
         shown = {k: v for k, v in gates.items() if k not in pinned.get(part, ())}
         write_gate_images(writer, part, shown, step)
-        memory = _memory_of(gates, backwards.get(part, False))
+        memory = layer_memory(gates, backwards.get(part, False))
         if memory is not None:
             real = memory.valid[0]
             if real.any():
@@ -58,7 +58,7 @@ def write_gate_summaries(writer: EventWriter, part: str, gates: dict, step: int)
     return stats
 
 
-def _memory_of(gates: dict, backwards: bool):
+def layer_memory(gates: dict, backwards: bool):
     """The layer's `Memory`, or None for a layer without one (a SimpleRNN)."""
     if not ({"f", "i", "g", "c"} <= set(gates) or {"z", "g", "h"} <= set(gates)):
         return None
@@ -70,7 +70,7 @@ def write_memory_summaries(
 ) -> float | None:
     """The memory span of every unit at every real step: a histogram and its median,
     which it returns (None for a layer without memory)."""
-    memory = _memory_of(gates, backwards)
+    memory = layer_memory(gates, backwards)
     if memory is None:
         return None
     spans = memory.span.compressed()

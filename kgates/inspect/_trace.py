@@ -95,6 +95,7 @@ class Tracer:
         self.parts = self.walk.parts
         self._gates = {p.name: PartGates(p) for p in self.parts}
         self._models = {}
+        self._explicit_mask = False  # the model's own mask, passed as an input
 
     def _gate_model(self, explicit_mask: bool, steps=None) -> keras.Model:
         key = (explicit_mask, steps)
@@ -119,9 +120,19 @@ class Tracer:
         x = self.walk.check_inputs(x, "kgates.trace")
         for gates in self._gates.values():
             copy_weights(gates.source, gates.rnn.cell)
-        if mask is None:
-            model, inputs = self._gate_model(False), x
-        else:
+        if mask is None and not self._explicit_mask:
+            try:
+                model, inputs = self._gate_model(False), x
+            except ValueError:
+                # Keras cannot re-trace some graphs (a model loaded from a .keras file
+                # holds its mask ops twice under one name): take the mask from the
+                # model's Masking or Embedding layer and pass it explicitly.
+                if not self.walk.has_maskers:
+                    raise
+                self._explicit_mask = True
+        if mask is None and self._explicit_mask:
+            mask = ops.convert_to_numpy(self.walk.layer_inputs(x)[1])
+        if mask is not None:
             mask = self.walk.check_mask(mask, x, "kgates.trace")
             model, inputs = self._gate_model(True, mask.shape[1]), [x, mask]
         if self.compiled:

@@ -119,6 +119,11 @@ class ModelWalk:
         ]
         self._features = None
 
+    @property
+    def has_maskers(self) -> bool:
+        """Whether the model makes its own mask (`Masking`, `Embedding(mask_zero=True)`)."""
+        return bool(self._maskers)
+
     def check_inputs(self, x, who: str = "kgates"):
         """`x` as the model takes it. For a model with one input, a (nested) list
         becomes an array of the input's dtype; its rank must be the input's."""
