@@ -5,6 +5,7 @@ backend; the studies run once (their parts are tested on every backend)."""
 import importlib.util
 import pathlib
 
+import numpy as np
 import pytest
 from helpers import read_events
 
@@ -97,3 +98,29 @@ def test_gradient_flow_reaches_for_every_model(tmp_path):
     assert "reach_trained_c" in result["models"]["LSTM"]
     assert "reach_trained_c" not in result["models"]["GRU"]
     assert all(0 < m["reach_init_h"] <= 8 for m in result["models"].values())
+
+
+def test_the_bigram_baseline_worked_by_hand():
+    from kgates.study._data import VOCABULARY
+
+    bigram = _load("interpretable_units").bigram_loss
+    # after character 1 the training data saw 2 once: add-one gives 2 / (V + 1)
+    loss = bigram(np.array([[1, 2]]), np.array([[2, 1]]), np.array([[1]]), np.array([[2]]))
+    assert loss == pytest.approx(-np.log(2 / (VOCABULARY + 1)))
+
+
+@pytest.mark.once
+def test_interpretable_units_chooses_and_scores_units_on_separate_halves(tmp_path):
+    result = _load("interpretable_units").main(
+        ["--smoke", "--json", str(tmp_path / "u.json"), "--png", str(tmp_path / "u.png")]
+    )
+    assert set(result["models"]) == {"LSTM", "GRU"}
+    for model in result["models"].values():
+        assert model["units"]  # at least one annotation varies in the smoke windows
+        for unit in model["units"].values():
+            windows = result["probe_windows"]
+            assert unit["windows_scored"] == windows - windows // 2
+            assert 1 <= unit["ablation_rank"] <= result["size"]["units"]
+            assert -1 <= unit["r_chosen_half"] <= 1
+    assert 0 <= result["span_test"]["p"] <= 1
+    assert (tmp_path / "u.png").stat().st_size > 1000 and (tmp_path / "u.json").exists()
