@@ -11,7 +11,7 @@ its loss change set against every other unit's. Last, the memory spans
 (`kgates.memory`) of the two models' units, compared by a Mann-Whitney U test.
 
     python experiments/interpretable_units.py --json experiments/results/interpretable_units.json \
-        --png experiments/results/interpretable_units.png    # ~15 min on 2 CPU cores
+        --png experiments/results/interpretable_units.png    # ~11 min on 2 CPU cores
     python experiments/interpretable_units.py --smoke
 """
 
@@ -103,6 +103,7 @@ def held_out_units(model, x, notes: dict, seed: int = 0) -> dict:
             "r_held_out": r,
             "r_95ci": [float(low), float(high)],
             "probe": best["probe"],
+            "probe_chance": units.chance[name],
             "windows_scored": int(len(score)),
         }
     return result
@@ -168,6 +169,9 @@ def run(size: dict) -> dict:
     }
     result["probe_windows"] = int(len(x))
     result["x_probe"] = x
+    # the window the picture shows: the one where the annotations vary most
+    varied = sum(v.std(axis=1) / (v.std() or 1.0) for v in notes.values())
+    result["shown_window"] = int(np.argmax(varied))
     return result
 
 
@@ -207,7 +211,7 @@ def markdown(result: dict) -> str:
         f"bigram {base['bigram']:.3f}.",
         "",
         "| model | val loss | annotation | unit | r (chosen half) | r held out [95% CI] | "
-        "probe | loss change held at mean | rank of its change |",
+        "probe (chance) | loss change held at mean | rank of its change |",
         "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for kind, m in result["models"].items():
@@ -215,7 +219,8 @@ def markdown(result: dict) -> str:
             lines.append(
                 f"| {kind} | {m['val_loss']:.3f} | {name} | {u['key']}[{u['unit']}] | "
                 f"{u['r_chosen_half']:+.2f} | {u['r_held_out']:+.2f} [{u['r_95ci'][0]:+.2f}, "
-                f"{u['r_95ci'][1]:+.2f}] | {u['probe']:.2f} | {u['ablation_loss_change']:+.4f} "
+                f"{u['r_95ci'][1]:+.2f}] | {u['probe']:.2f} ({u['probe_chance']:.2f}) | "
+                f"{u['ablation_loss_change']:+.4f} "
                 f"| {u['ablation_rank']} of {result['size']['units']} |"
             )
     span = result["span_test"]
@@ -244,7 +249,8 @@ def main(argv=None) -> dict:
     models = {k: m.pop("_model") for k, m in result["models"].items()}
     x = result.pop("x_probe")
     if args.png:
-        text_picture(models["LSTM"], x[0], result["models"]["LSTM"]["units"], args.png)
+        shown = x[result["shown_window"]]
+        text_picture(models["LSTM"], shown, result["models"]["LSTM"]["units"], args.png)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
