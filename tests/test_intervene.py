@@ -161,3 +161,52 @@ def test_bad_edits_are_named(rng, edits, match):
 def test_an_edit_takes_a_value_or_a_source():
     with pytest.raises(ValueError, match="exactly one of `value` and `source`"):
         Edit()
+
+
+def gru_with_edits(x, w, units, edits, reset_after):
+    """A float64 GRU (Keras's layout z, r, g) with values replaced as computed; h."""
+    batch, steps, _ = x.shape
+    kernel, recurrent = (
+        np.asarray(w["kernel"], "float64"),
+        np.asarray(w["recurrent_kernel"], "float64"),
+    )
+    bias = np.asarray(w["bias"], "float64")
+    b_in, b_rec = (bias[0], bias[1]) if reset_after else (bias, np.zeros_like(bias))
+    h, out = np.zeros((batch, units)), np.zeros((batch, steps, units))
+    cols = [slice(k * units, (k + 1) * units) for k in range(3)]
+
+    def edited(name, t, current):
+        value, where = edits.get(name, (None, None))
+        return current if value is None else np.where(where[:, t], value[:, t], current)
+
+    for t in range(steps):
+        xw = x[:, t] @ kernel + b_in
+        hu = h @ recurrent + b_rec
+        z = edited("z", t, sigmoid(xw[:, cols[0]] + hu[:, cols[0]]))
+        r = edited("r", t, sigmoid(xw[:, cols[1]] + hu[:, cols[1]]))
+        if reset_after:
+            g = np.tanh(xw[:, cols[2]] + r * hu[:, cols[2]])
+        else:
+            g = np.tanh(xw[:, cols[2]] + (r * h) @ recurrent[:, cols[2]])
+        g = edited("g", t, g)
+        h = edited("h", t, z * h + (1 - z) * g)
+        out[:, t] = h
+    return out
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+@pytest.mark.parametrize("gate", ["z", "r", "g", "h"])
+def test_a_gru_edit_equals_the_float64_recurrence_with_the_same_edit(rng, reset_after, gate):
+    x = rng.normal(size=(3, 6, 2)).astype("float32")
+    inputs = keras.Input((6, 2))
+    layer = keras.layers.GRU(4, reset_after=reset_after, return_sequences=True, name="gru")
+    model = keras.Model(inputs, layer(inputs))
+    weights = randomize(layer, rng)
+    value = {"z": 0.9, "r": 0.0, "g": 0.5, "h": -0.3}[gate]
+    got = kgates.intervene(model, x, {"gru": {gate: Edit(value, units=[0, 2], steps=[1, 4])}})
+    where = np.zeros((3, 6, 4), bool)
+    where[:, [1, 4]] = np.isin(np.arange(4), [0, 2])
+    expected = gru_with_edits(
+        x, weights, 4, {gate: (np.full((3, 6, 4), value), where)}, reset_after
+    )
+    np.testing.assert_allclose(got, expected, atol=ATOL)

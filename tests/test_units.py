@@ -91,3 +91,13 @@ def test_bad_annotations_are_named(rng, annotations, match):
     x, _ = _brackets(rng, batch=8)
     with pytest.raises(ValueError, match=match):
         kgates.find_units(_planted_model(rng), x, annotations)
+
+
+def test_each_direction_of_a_bidirectional_layer_is_ranked(rng):
+    x, depth = _brackets(rng, batch=8)
+    inputs = keras.Input((30, 3))
+    layer = keras.layers.Bidirectional(keras.layers.GRU(2, return_sequences=True), name="bi")
+    units = kgates.find_units(keras.Model(inputs, layer(inputs)), x, {"depth": depth})
+    rows = units.rows["depth"]
+    assert {row["layer"] for row in rows} == {"bi/forward", "bi/backward"}
+    assert len(rows) == 2 * 2 * 4  # two directions, two units, h z r g each
