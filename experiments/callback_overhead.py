@@ -106,15 +106,15 @@ def main(argv=None) -> dict:
         }
         # Rounds alternate the three set-ups, so that a slow spell of a shared
         # machine hits all of them alike.
-        draw = kgates_callback._draw
-        kgates_callback._draw = _timed_draw(draw)
+        draw = kgates_callback.draw
+        kgates_callback.draw = _timed_draw(draw)
         times = {name: [] for name in runs}
         try:
             for _ in range(size["rounds"]):
                 for name, factory in runs.items():
                     times[name].append(train(size, factory))
         finally:
-            kgates_callback._draw = draw
+            kgates_callback.draw = draw
     # The first epoch compiles the training step (and the dashboards' functions).
     median = {
         name: float(np.median([e for run in t for e in run[1:]])) for name, t in times.items()
