@@ -63,7 +63,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
         max_probe: the probe is subsampled (evenly) to at most this many
             sequences. Default: 256.
         image_freq: every how many gate dashboards also draw the images (about
-            0.3 s of drawing per layer, off the training thread); 0 for none.
+            0.8 s of drawing per layer, off the training thread); 0 for none.
             Default: 10 (with `gate_freq=1`: epochs 0, 10, 20, ...).
         gradients: write the gradient flow. Default: True.
         **kwargs: any argument of `keras.callbacks.TensorBoard`.
