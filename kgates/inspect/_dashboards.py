@@ -7,7 +7,7 @@ import numpy as np
 
 from kgates.inspect._events import EventWriter
 from kgates.inspect._gradflow import reach
-from kgates.inspect._memory import Memory
+from kgates.inspect._memory import Memory, has_memory
 from kgates.inspect._stats import SIGMOID_GATES, gate_statistics, unit_saturation, valid_values
 
 TRACED_UNITS = 6  # lines in the cell-state trace plot
@@ -60,7 +60,7 @@ def write_gate_summaries(writer: EventWriter, part: str, gates: dict, step: int)
 
 def layer_memory(gates: dict, backwards: bool):
     """The layer's `Memory`, or None for a layer without one (a SimpleRNN)."""
-    if not ({"f", "i", "g", "c"} <= set(gates) or {"z", "g", "h"} <= set(gates)):
+    if not has_memory(gates):
         return None
     return Memory.from_gates(gates, backwards=bool(backwards))
 

@@ -57,12 +57,12 @@ class Edit:
             raise ValueError("kgates.Edit: give exactly one of `value` and `source`.")
 
 
-def _gate_names(cell) -> tuple[str, ...]:
+def _gate_names(cell, twin) -> tuple[str, ...]:
+    """What an edit may name: `cell`'s gates (its kgates `twin`'s), c and h."""
     if isinstance(cell, keras.layers.SimpleRNNCell):
         return ("h",)  # its kgates twin's gates are constants, not the layer's
-    kgates_cell = cell if hasattr(cell, "gate_names") else equivalent_cell(cell, build=False)
-    names = tuple(n for n in kgates_cell.gate_names if n != "c")
-    return (*names, "c", "h") if isinstance(kgates_cell, LSTMCell) else (*names, "h")
+    names = tuple(n for n in twin.gate_names if n != "c")
+    return (*names, "c", "h") if isinstance(twin, LSTMCell) else (*names, "h")
 
 
 def _value_range(cell, gate: str):
@@ -235,7 +235,8 @@ def _part_features(part, gate_edits, batch, model, x, sources) -> tuple:
     cell = part.cell
     units = cell.units
     steps = part.sequence_input.shape[1] or keras.tree.flatten(x)[0].shape[1]
-    valid = _gate_names(cell)
+    twin = equivalent_cell(cell, build=False)  # its activations say the gates' ranges
+    valid = _gate_names(cell, twin)
     blocks, gates = [], []
     for gate, edit in gate_edits.items():
         if gate not in valid:
@@ -268,7 +269,7 @@ def _part_features(part, gate_edits, batch, model, x, sources) -> tuple:
                     f"kgates.intervene: {where}: the value must be a number or an array "
                     f"that broadcasts to (batch, time, units) = {(batch, steps, units)}."
                 ) from None
-            bounds = _value_range(equivalent_cell(cell, build=False), gate)
+            bounds = _value_range(twin, gate)
             if not np.isfinite(value).all() or (
                 bounds and (value.min() < bounds[0] or value.max() > bounds[1])
             ):

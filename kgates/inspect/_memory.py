@@ -20,6 +20,12 @@ import numpy as np
 from kgates.inspect._trace import Tracer
 
 
+def has_memory(gates: dict) -> bool:
+    """Whether traced gates take apart into a memory: an LSTM's (f, i, g, c) or a
+    GRU's (z, g, h); a SimpleRNN's h alone does not."""
+    return {"f", "i", "g", "c"} <= set(gates) or {"z", "g", "h"} <= set(gates)
+
+
 class Memory:
     """One layer's memory (an LSTM's c, a GRU's h) taken apart by the step that wrote it.
 
@@ -74,16 +80,16 @@ class Memory:
         if np.ma.is_masked(first):
             valid = ~np.ma.getmaskarray(first)[..., 0]
         plain = {k: np.ma.getdata(v) for k, v in gates.items()}
-        if {"f", "i", "g", "c"} <= set(plain):
-            keep, write, state = plain["f"], plain["i"] * plain["g"], plain["c"]
-        elif {"z", "g"} <= set(plain):
-            keep, write, state = plain["z"], (1.0 - plain["z"]) * plain["g"], plain["h"]
-        else:
+        if not has_memory(plain):
             raise ValueError(
                 "Memory.from_gates: expected an LSTM's gates (f, i, g, c) or a GRU's "
                 f"(z, g, h); got {sorted(gates)}. A SimpleRNN has no gates: its state is "
                 "not a sum of earlier writes, so it has no memory to take apart."
             )
+        if "c" in plain:
+            keep, write, state = plain["f"], plain["i"] * plain["g"], plain["c"]
+        else:
+            keep, write, state = plain["z"], (1.0 - plain["z"]) * plain["g"], plain["h"]
         return cls(keep, write, state, valid, backwards)
 
     # Every method works in processing order (reversed for a backwards layer)
@@ -198,7 +204,7 @@ def memory(model: keras.Model, x, mask=None, layers=None) -> dict[str, Memory]:
     result, plain = {}, []
     for part in tracer.parts:
         gates = traced[part.name]
-        if set(gates) == {"h"}:  # a SimpleRNN
+        if not has_memory(gates):  # a SimpleRNN
             plain.append(part.name)
             continue
         result[part.name] = Memory.from_gates(gates, backwards=part.layer.go_backwards)

@@ -11,13 +11,9 @@ import keras
 import numpy as np
 
 from kgates.inspect._ablate import ablate
-from kgates.inspect._dashboards import (
-    draw,
-    layer_memory,
-    write_gate_summaries,
-    write_memory_summaries,
-)
+from kgates.inspect._dashboards import draw, write_gate_summaries, write_memory_summaries
 from kgates.inspect._events import EventWriter
+from kgates.inspect._memory import has_memory
 from kgates.inspect._trace import Tracer
 
 HELD_GATE = {"f": "f", "z": "z"}  # the gate ablated per layer: what keeps the memory
@@ -118,8 +114,7 @@ def inspect_saved(
     draw(writer, traced, {}, 0, pinned, backwards)
     lines += ["", "## Memory", ""]
     for part, gates in traced.items():
-        memory = layer_memory(gates, backwards[part])
-        if memory is None:
+        if not has_memory(gates):
             lines.append(f"- {part}: a SimpleRNN has no gates, so no memory to take apart.")
         elif part in spans:
             lines.append(

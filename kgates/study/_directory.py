@@ -72,9 +72,11 @@ def search_spec(
                 f"`{sorted(sizes)[0]}` is a size of the built-in tasks; `data` has the "
                 "sizes of its arrays."
             )
-        if isinstance(data, dict):  # stored: the same bytes as when the search began
+        if isinstance(data, dict):  # stored: checked, its objective resolved, when it began
             path, digest = data["file"], data["sha256"]
-            objective = load_data(path, objective, digest).objective
+            if objective is None:
+                objective = load_data(path, None, digest).objective
+            # (`spec_task` checks the bytes before the search loads them to run)
         else:
             path = os.path.abspath(os.fspath(data))
             objective = load_data(path, objective).objective
