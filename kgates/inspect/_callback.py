@@ -18,6 +18,15 @@ from kgates.inspect._dashboards import (
     write_memory_summaries,
 )
 from kgates.inspect._events import EventWriter, NumpySummary
+from kgates.inspect._explorer import (
+    SEQUENCES,
+    STEPS,
+    UNITS,
+    explorer_record,
+    record_summary,
+    tokens_of,
+    units_rows,
+)
 from kgates.inspect._gradflow import GradientFlow
 from kgates.inspect._trace import Tracer
 
@@ -66,6 +75,20 @@ class TensorBoard(keras.callbacks.TensorBoard):
             0.8 s of drawing per layer, off the training thread); 0 for none.
             Default: 10 (with `gate_freq=1`: epochs 0, 10, 20, ...).
         gradients: write the gradient flow. Default: True.
+        explorer_freq: every how many gate dashboards also write the explorer's
+            data (the "Gates" tab, `kgates explore`; the last epoch trained
+            always gets it); 0 for none. Default: 10.
+        probe_text: the probe's tokens for the explorer: a function from one
+            probe sequence (its first input's row) to a list of strings, one
+            per step, or a list of such lists. Default: none (the explorer
+            draws the input features).
+        annotations: optional `{name: (batch, time) array}` of the probe (e.g.
+            bracket depth): the explorer's unit table ranks every unit against
+            them (`kgates.find_units`).
+        explorer_sequences, explorer_steps, explorer_units: bounds of the
+            explorer's data, float16: the first sequences of the probe, their
+            first steps, and the first units of each layer. Defaults: 32, 200,
+            256 (an LSTM of 64 units: 4.9 MB per record).
         **kwargs: any argument of `keras.callbacks.TensorBoard`.
 
     Example:
@@ -96,6 +119,12 @@ class TensorBoard(keras.callbacks.TensorBoard):
         max_probe: int = 256,
         image_freq: int = 10,
         gradients: bool = True,
+        explorer_freq: int = 10,
+        probe_text=None,
+        annotations: dict | None = None,
+        explorer_sequences: int = SEQUENCES,
+        explorer_steps: int = STEPS,
+        explorer_units: int = UNITS,
         **kwargs,
     ):
         super().__init__(log_dir=log_dir, **kwargs)
@@ -106,6 +135,21 @@ class TensorBoard(keras.callbacks.TensorBoard):
         if isinstance(image_freq, bool) or not isinstance(image_freq, int) or image_freq < 0:
             raise ValueError(
                 f"kgates.TensorBoard: `image_freq` must be an integer >= 0, got {image_freq!r}."
+            )
+        for name, value, low in [
+            ("explorer_freq", explorer_freq, 0),
+            ("explorer_sequences", explorer_sequences, 1),
+            ("explorer_steps", explorer_steps, 1),
+            ("explorer_units", explorer_units, 1),
+        ]:
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(
+                    f"kgates.TensorBoard: `{name}` must be an integer >= {low}, got {value!r}."
+                )
+        if annotations is not None and not isinstance(annotations, dict):
+            raise ValueError(
+                "kgates.TensorBoard: `annotations` must be a dict {name: (batch, time) "
+                f"array}} of the probe, got {type(annotations).__name__}."
             )
         if isinstance(max_probe, bool) or not isinstance(max_probe, int) or max_probe < 1:
             raise ValueError(
@@ -122,20 +166,40 @@ class TensorBoard(keras.callbacks.TensorBoard):
         self.image_freq = image_freq
         self.gradients = gradients
         self.max_probe = max_probe
-        self.probe_x, self.probe_y, self.probe_mask = self._subsample(x, y, probe_mask)
+        self.explorer_freq = explorer_freq
+        self.explorer_bounds = (explorer_sequences, explorer_steps, explorer_units)
+        self.probe_x, self.probe_y, self.probe_mask, keep = self._subsample(x, y, probe_mask)
+        first = None if self.probe_x is None else keras.tree.flatten(self.probe_x)[0]
+        self.probe_tokens = None
+        if probe_text is not None and first is not None:
+            if not callable(probe_text):
+                probe_text = [probe_text[k] for k in keep]
+            self.probe_tokens = tokens_of(probe_text, first, explorer_sequences, explorer_steps)
+        self.annotations = None
+        if annotations:
+            self.annotations = {}
+            for name, values in annotations.items():
+                values = np.asarray(values)
+                expected = (keep[-1] + 1, first.shape[1]) if first is not None else None
+                if values.shape != expected:
+                    raise ValueError(
+                        f"kgates.TensorBoard: `annotations[{name!r}]` must be a (batch, time) "
+                        f"array of the probe, shape {expected}; got {values.shape}."
+                    )
+                self.annotations[name] = values[keep]
         self._tracer = None
         self._flow = None
         self._gate_writer = None
         self._painter = None  # draws the images off the training thread
         self._pending = []
-        self._epochs = {"last": None, "dashboard": None, "images": None}
+        self._epochs = {"last": None, "dashboard": None, "images": None, "explorer": None}
         self._pinned = {}  # {layer: pinned gate names}
         self._backwards = {}  # {layer: reads the input from its end}
         self.gate_stats = {}  # the latest dashboard's scalars: {layer: {gate: {...}}}
 
     def _subsample(self, x, y, mask):
         if x is None:
-            return None, None, None
+            return None, None, None, None
         x = keras.tree.map_structure(np.asarray, x)
         first = keras.tree.flatten(x)[0]
         if first.ndim < 2:
@@ -151,7 +215,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
         def take(a):
             return None if a is None else np.asarray(a)[keep]
 
-        return keras.tree.map_structure(take, x), take(y), take(mask)
+        return keras.tree.map_structure(take, x), take(y), take(mask), keep
 
     @property
     def summary(self):
@@ -184,7 +248,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
         self.gate_stats = {}
         self._gate_writer = None
         self._tracer = None
-        self._epochs = {"last": None, "dashboard": None, "images": None}
+        self._epochs = {"last": None, "dashboard": None, "images": None, "explorer": None}
         if self.gate_freq:
             self._check_probe(model)
             self._tracer = Tracer(model, self.layers)
@@ -222,15 +286,26 @@ class TensorBoard(keras.callbacks.TensorBoard):
         self._epochs["last"] = epoch
         if self.gate_freq and epoch % self.gate_freq == 0:
             dashboard = epoch // self.gate_freq
-            self.log_gates(epoch, images=bool(self.image_freq) and dashboard % self.image_freq == 0)
+            self.log_gates(
+                epoch,
+                images=bool(self.image_freq) and dashboard % self.image_freq == 0,
+                explorer=bool(self.explorer_freq) and dashboard % self.explorer_freq == 0,
+            )
 
     def on_train_end(self, logs=None):
         super().on_train_end(logs)
         last = self._epochs["last"]
-        if self.gate_freq and self.image_freq and last is not None:
-            # the images (and dashboard) of the last epoch trained, early stopping or not
-            if self._epochs["images"] != last:
-                self.log_gates(last, images=True, summaries=self._epochs["dashboard"] != last)
+        if self.gate_freq and last is not None:
+            # the images, explorer and dashboard of the last epoch trained (early stopping or not)
+            images = bool(self.image_freq) and self._epochs["images"] != last
+            explorer = bool(self.explorer_freq) and self._epochs["explorer"] != last
+            if images or explorer:
+                self.log_gates(
+                    last,
+                    images=images,
+                    summaries=self._epochs["dashboard"] != last,
+                    explorer=explorer,
+                )
         self.wait()
         if self._painter is not None:
             self._painter.shutdown()
@@ -247,14 +322,33 @@ class TensorBoard(keras.callbacks.TensorBoard):
         if self._gate_writer is not None:
             self._gate_writer.flush()
 
+    def explorer_summary(self, traced: dict):
+        """The explorer record (plugin `kgates`) of a traced probe."""
+        table = None
+        if self.annotations:
+            from kgates.inspect._units import find_units
+
+            table = units_rows(
+                find_units(self.model, self.probe_x, self.annotations, self.probe_mask, self.layers)
+            )
+        sequences, steps, units = self.explorer_bounds
+        first = keras.tree.flatten(self.probe_x)[0]
+        meta, arrays = explorer_record(
+            traced, self._backwards, first, self.probe_tokens, table, sequences, steps, units
+        )
+        return record_summary(meta, arrays)
+
     @property
     def gate_writer(self) -> EventWriter:
         if self._gate_writer is None:
             self._gate_writer = EventWriter(os.path.join(self.log_dir, "train"))
         return self._gate_writer
 
-    def log_gates(self, step: int, images: bool = True, summaries: bool = True) -> None:
-        """Traces the probe and writes the gate dashboards (images too) at `step`."""
+    def log_gates(
+        self, step: int, images: bool = True, summaries: bool = True, explorer: bool = False
+    ) -> None:
+        """Traces the probe and writes the gate dashboards (images and the explorer's
+        data too) at `step`."""
         traced = self._tracer(self.probe_x, self.probe_mask)
         flows = {}
         if self._flow is not None:
@@ -269,6 +363,10 @@ class TensorBoard(keras.callbacks.TensorBoard):
                     self.gate_stats[part]["memory_span"] = span
                 if part in flows:
                     write_gradient_flow(writer, part, flows[part], step)
+            writer.flush()
+        if explorer:
+            self._epochs["explorer"] = step
+            writer.summary(self.explorer_summary(traced), step)
             writer.flush()
         if images:
             self._epochs["images"] = step
