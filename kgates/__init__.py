@@ -58,6 +58,10 @@ _LAZY = {
     "Ablation": "kgates.inspect._ablate",
     "find_units": "kgates.inspect._units",
     "Units": "kgates.inspect._units",
+    "show": "kgates.inspect._plugin",
+    "Explorer": "kgates.inspect._plugin",
+    "find_matches": "kgates.inspect._explorer",
+    "pattern_units": "kgates.inspect._explorer",
     # tier 3: studies
     "adding_problem": "kgates.study._data",
     "annotate_code": "kgates.study._data",

@@ -91,6 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=_positive_int, default=256, help="sequences used, at most (256)"
     )
 
+    explore = commands.add_parser(
+        "explore",
+        help="write the Gates tab of LOGDIR's runs as one HTML file that opens offline",
+    )
+    explore.add_argument("logdir", help="a run directory, or a directory of runs")
+    explore.add_argument("-o", "--out", required=True, help="the HTML file to write")
+    explore.add_argument(
+        "--last", action="store_true", help="only each run's last record (a smaller file)"
+    )
+
     board = commands.add_parser(
         "board", help="start TensorBoard on 127.0.0.1 with the gate dashboards of LOGDIR"
     )

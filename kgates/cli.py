@@ -114,7 +114,11 @@ def serve(logdir: str, port: int) -> int:
         print(f"kgates board: no such directory: {logdir}", file=sys.stderr)
         return 2
     board = program.TensorBoard()
-    board.configure(argv=[None, "--logdir", logdir, "--host", "127.0.0.1", "--port", str(port)])
+    board.configure(
+        argv=[None, "--logdir", logdir, "--host", "127.0.0.1", "--port", str(port)]
+        # every explorer record, not TensorBoard's default 10 per run
+        + ["--samples_per_plugin", "kgates=1000"]
+    )
     try:
         url = board.launch()
     except program.TensorBoardServerException as error:
@@ -126,6 +130,35 @@ def serve(logdir: str, port: int) -> int:
             time.sleep(3600)
     except KeyboardInterrupt:
         return 0
+
+
+def _explore(args) -> int:
+    """`kgates explore`: checks its arguments before it reads or writes anything."""
+    out = os.path.abspath(args.out)
+    problem = None
+    if not os.path.isdir(args.logdir):
+        problem = f"no such directory: {args.logdir}"
+    elif os.path.isdir(out):
+        problem = f"--out {args.out} is a directory; expected a file name, e.g. gates.html"
+    elif not os.path.isdir(os.path.dirname(out)):
+        problem = f"--out {args.out}: no such directory {os.path.dirname(out)}"
+    elif not os.access(os.path.dirname(out), os.W_OK):
+        problem = f"--out {args.out}: cannot write in {os.path.dirname(out)}"
+    if problem:
+        print(f"kgates explore: {problem}", file=sys.stderr)
+        return 2
+    _load_keras()
+    from kgates.inspect._plugin import explore
+
+    try:
+        path, runs = explore(args.logdir, out, args.last)
+    except ValueError as error:
+        print(f"kgates explore: {error}", file=sys.stderr)
+        return 2
+    size = os.path.getsize(path) / 2**20
+    runs = f"{runs} run{'s' if runs != 1 else ''}"
+    print(f"Wrote {args.out} ({runs}, {size:.1f} MB); open it in a browser")
+    return 0
 
 
 def _load_keras() -> None:
@@ -152,7 +185,7 @@ def _load_keras() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command != "board":
+    if args.command not in ("board", "explore"):
         _load_keras()
     if args.command == "demo":
         if args.length < 2:
@@ -189,7 +222,12 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as error:
             print(f"kgates inspect: {error}", file=sys.stderr)
             return 2
-        print(f"Wrote {path}; the dashboards: kgates board {args.out}")
+        print(
+            f"Wrote {path}; the dashboards and the Gates tab: kgates board {args.out}; "
+            f"one HTML file: kgates explore {args.out} -o gates.html"
+        )
+    elif args.command == "explore":
+        return _explore(args)
     elif args.command == "board":
         return serve(args.logdir, args.port)
     return 0

@@ -17,11 +17,22 @@ from importlib import resources
 import numpy as np
 from tensorboard import errors, plugin_util
 from tensorboard.backend import http_util
+from tensorboard.context import RequestContext
 from tensorboard.data import provider as data_provider
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from kgates.inspect._explorer import PLUGIN_NAME, find_matches, pattern_units
+from kgates.inspect._explorer import (
+    PLUGIN_NAME,
+    SEQUENCES,
+    STEPS,
+    UNITS,
+    explorer_record,
+    find_matches,
+    pattern_units,
+    tokens_of,
+    units_rows,
+)
 
 META = "explorer/meta"
 
@@ -37,7 +48,7 @@ class RecordStore:
     def __init__(self, provider, experiment_id: str = "", ctx=None):
         self._provider = provider
         self._experiment = experiment_id
-        self._ctx = ctx
+        self._ctx = RequestContext() if ctx is None else ctx
 
     def _read(self, run: str | None, tag: str) -> dict:
         return self._provider.read_tensors(
@@ -255,3 +266,82 @@ def explore(logdir: str, out: str, last_only: bool = False) -> tuple[str, int]:
         handle.write(text)
     os.replace(tmp, out)
     return out, len(records)
+
+
+class Explorer:
+    """The gate explorer of one traced batch, as a self-contained HTML page.
+
+    Shown inline in a notebook (Jupyter displays `_repr_html_`); `save(path)`
+    writes the page, which opens offline in any browser.
+    """
+
+    def __init__(self, page: str, height: int = 760):
+        self.html = page
+        self.height = height
+
+    def _repr_html_(self) -> str:
+        return (
+            f'<iframe srcdoc="{html.escape(self.html, quote=True)}" '
+            f'style="width:100%;height:{self.height}px;border:1px solid #ddd"></iframe>'
+        )
+
+    def save(self, path: str) -> str:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(self.html)
+        return path
+
+
+def show(
+    model,
+    x,
+    text=None,
+    mask=None,
+    layers=None,
+    annotations: dict | None = None,
+    sequences: int = SEQUENCES,
+    steps: int = STEPS,
+    units: int = UNITS,
+) -> Explorer:
+    """The gate explorer of `model` on `x` (the "Gates" tab, without TensorBoard).
+
+    Args:
+        model: a functional or Sequential Keras model built on `keras.Input`.
+        x: a batch of input sequences.
+        text: the tokens: a function from one input sequence to a list of strings
+            (one per step), or a list of such lists. Default: none (the explorer
+            draws the input features).
+        mask: optional `(batch, time)` mask of real steps (see `kgates.trace`).
+        layers: optional name or names of the recurrent layers. Default: all.
+        annotations: optional `{name: (batch, time) array}`: ranks every unit
+            against them (`kgates.find_units`) in the unit table.
+        sequences, steps, units: bounds of what is shown (first sequences, first
+            steps, first units of each layer).
+
+    Returns:
+        An `Explorer`: a notebook displays it inline; `.save("gates.html")`.
+
+    Example:
+
+    >>> kgates.show(model, x[:32], text=lambda seq: [chars[i] for i in seq])
+    """
+    import keras
+
+    from kgates.inspect._trace import Tracer
+
+    tracer = Tracer(model, layers, compiled=False)
+    traced = tracer(x, mask)
+    first = np.asarray(keras.tree.flatten(x)[0])
+    tokens = None
+    if text is not None:
+        try:
+            tokens = tokens_of(text, first, sequences, steps)
+        except ValueError as error:
+            raise ValueError(f"kgates.show: {str(error).replace('probe_text', 'text')}") from None
+    table = None
+    if annotations:
+        from kgates.inspect._units import find_units
+
+        table = units_rows(find_units(model, x, annotations, mask, layers))
+    backwards = {p.name: p.layer.go_backwards for p in tracer.parts}
+    meta, arrays = explorer_record(traced, backwards, first, tokens, table, sequences, steps, units)
+    return Explorer(explorer_html({"kgates.show": {0: (meta, arrays)}}))

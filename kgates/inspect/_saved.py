@@ -13,6 +13,7 @@ import numpy as np
 from kgates.inspect._ablate import ablate
 from kgates.inspect._dashboards import draw, write_gate_summaries, write_memory_summaries
 from kgates.inspect._events import EventWriter
+from kgates.inspect._explorer import explorer_record, record_summary
 from kgates.inspect._memory import has_memory
 from kgates.inspect._trace import Tracer
 
@@ -51,7 +52,8 @@ def inspect_saved(
     limit: int = 256,
 ) -> str:
     """Traces a saved model on the sequences of a `.npy` file and writes, into `out`,
-    a TensorBoard run of its gates and memory and `summary.md`; returns its path.
+    a TensorBoard run of its gates and memory (with the "Gates" tab's explorer data)
+    and `summary.md`; returns its path.
 
     Args:
         model_path: a `.keras` file.
@@ -96,7 +98,8 @@ def inspect_saved(
         "",
         f"Model `{model_path}`, {len(x)} sequences of `{data_path}` "
         f"(inputs {x.shape[1:]}{'' if mask is None else f', padding = {mask_value}'}). "
-        f"Dashboards: `kgates board {out}`.",
+        f"Dashboards and the Gates tab: `kgates board {out}`; one HTML file: "
+        f"`kgates explore {out} -o gates.html`.",
         "",
         "| layer | gate | mean | saturated (< 0.1 or > 0.9) |",
         "| --- | --- | ---: | ---: |",
@@ -112,6 +115,7 @@ def inspect_saved(
                 share = values["left"] + values["right"]
                 lines.append(f"| {part} | {gate} | {values['mean']:.3f} | {share:.0%} |")
     draw(writer, traced, {}, 0, pinned, backwards)
+    writer.summary(record_summary(*explorer_record(traced, backwards, x)), 0)  # the Gates tab
     lines += ["", "## Memory", ""]
     for part, gates in traced.items():
         if not has_memory(gates):

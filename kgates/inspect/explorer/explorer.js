@@ -531,7 +531,8 @@ export async function mount(root, source) {
   function tokenText(n, start, end) {
     const tokens = state.meta.tokens;
     if (!tokens) return `steps ${start}–${end}`;
-    const show = (t) => (tokens[n][t] === "\n" ? "↵" : tokens[n][t]);
+    const valid = state.arrays.get("valid");
+    const show = (t) => (!valid[n * state.meta.steps + t] ? "" : tokens[n][t] === "\n" ? "↵" : tokens[n][t]);
     const before = [];
     const inside = [];
     const after = [];
