@@ -87,3 +87,11 @@ def test_adding_baselines_by_hand():
     # the first marked value is uniform on [0, 1): what is left is its variance, 1/12
     assert task.baselines["recent marked value + 0.5"] == pytest.approx(1 / 12, abs=0.01)
     assert make_task("copy", samples=8).baselines == {"chance": 1 / 8}
+
+
+def test_code_characters_decode_back_to_their_text():
+    # the Gates tab's tokens of a `kgates tune --task code` search
+    from kgates.study._data import decode_text, encode_text
+
+    text = "def f(x):\n\treturn {'a': 1}  # é"
+    assert "".join(decode_text(encode_text(text))) == text.replace("é", "\ufffd")

@@ -112,6 +112,11 @@ def encode_text(text: str) -> np.ndarray:
     return np.fromiter((index.get(c, 0) for c in text), "int32", len(text))
 
 
+def decode_text(codes) -> list[str]:
+    """`encode_text`'s classes back to characters (one per step; "\ufffd" for class 0)."""
+    return ["\ufffd" if c == 0 else ALPHABET[c - 1] for c in np.asarray(codes).tolist()]
+
+
 def stdlib_sources() -> list[str]:
     """Paths of the Python standard library's own `.py` files on this machine, sorted."""
     import sysconfig

@@ -12,6 +12,7 @@ import keras
 import keras_tuner
 
 from kgates.inspect._callback import TensorBoard
+from kgates.study._data import decode_text
 from kgates.study._directory import (
     check_project,
     open_search,
@@ -85,6 +86,7 @@ def tune(
             probe=(task_.x_val[:64], task_.y_val[:64]),
             gate_freq=gate_freq,
             image_freq=max(1, (epochs - 1) // max(gate_freq, 1)),
+            probe_text=decode_text if task_.name == "code" else None,  # the Gates tab's tokens
         ),
     ]
     # One writer per directory: a single process or a chief; workers write
