@@ -28,7 +28,7 @@ import numpy as np
 import kgates
 import kgates.inspect._callback as kgates_callback  # instrumented: its image drawing is timed
 
-WORK = {"dashboards": [], "drawing": []}
+WORK = {"dashboards": [], "drawing": [], "explorer": []}
 
 
 def _timed_dashboards(callback):
@@ -39,7 +39,16 @@ def _timed_dashboards(callback):
         log_gates(*args, **kwargs)
         WORK["dashboards"].append(time.perf_counter() - start)
 
+    explorer_summary = callback.explorer_summary
+
+    def timed_record(*args, **kwargs):  # the Gates tab's record, part of log_gates
+        start = time.perf_counter()
+        summary = explorer_summary(*args, **kwargs)
+        WORK["explorer"].append(time.perf_counter() - start)
+        return summary
+
     callback.log_gates = timed
+    callback.explorer_summary = timed_record
     return callback
 
 
@@ -96,6 +105,7 @@ def main(argv=None) -> dict:
     size = SMOKE if args.smoke else FULL
     WORK["dashboards"].clear()
     WORK["drawing"].clear()
+    WORK["explorer"].clear()
     with tempfile.TemporaryDirectory() as logdir:
         runs = {
             "none": lambda probe: [],
@@ -126,7 +136,16 @@ def main(argv=None) -> dict:
     epochs = len(WORK["dashboards"])
     runs_count = size["rounds"]
     # The first dashboard of each run compiles the tracing and gradient functions.
-    steady = [t for k, t in enumerate(WORK["dashboards"]) if k % size["epochs"] != 0]
+    # Explorer records (epoch 0 and the last, at the default explorer_freq=10) are
+    # counted apart: per record, and spread over explorer_freq dashboards.
+    records = WORK["explorer"]
+    record_s = float(np.median(records)) if records else 0.0
+    per_run = len(records) // max(size["rounds"], 1)
+    plain = [
+        t - (record_s if (k % size["epochs"] in (0, size["epochs"] - 1) and per_run) else 0)
+        for k, t in enumerate(WORK["dashboards"])
+    ]
+    steady = [t for k, t in enumerate(plain) if k % size["epochs"] != 0]
     added = (np.median(steady) if steady else 0.0) + sum(WORK["drawing"]) / epochs
     work = float(added / median["keras.TensorBoard"])
     compile_s = float(np.median(WORK["dashboards"][:: size["epochs"]]))
@@ -142,6 +161,9 @@ def main(argv=None) -> dict:
         "drawing_cpu_s_per_epoch": float(sum(WORK["drawing"]) / epochs),
         "first_dashboard_s": compile_s,
         "added_work_per_epoch": work,
+        "explorer_record_s": record_s,
+        "explorer_record_share_of_epoch": record_s / median["keras.TensorBoard"],
+        "explorer_share_per_epoch_at_freq_10": record_s / 10 / median["keras.TensorBoard"],
         "runs": runs_count,
     }
     print(f"backend {result['backend']}, sizes {size}")
@@ -151,6 +173,11 @@ def main(argv=None) -> dict:
         f"work added by kgates per epoch: dashboards {result['dashboard_s_median']:.3f} s + "
         f"drawing {result['drawing_cpu_s_per_epoch']:.3f} s CPU = {work:.1%} of an epoch "
         f"(first dashboard, compiling: {compile_s:.2f} s)"
+    )
+    print(
+        f"explorer record (Gates tab): {record_s:.3f} s each = "
+        f"{result['explorer_record_share_of_epoch']:.1%} of an epoch; at explorer_freq=10 "
+        f"{result['explorer_share_per_epoch_at_freq_10']:.2%} per epoch"
     )
     print(
         f"side by side: kgates.TensorBoard vs keras.TensorBoard {overhead:+.1%} per epoch "

@@ -292,9 +292,10 @@ export async function mount(root, source) {
   );
   const seqView = el("div", { class: "seq", id: "sequence-view" });
   app.append(
-    el("h3", {}, "Sequence"),
-    el("div", { class: "hint" }, "Drag across the tokens to select steps; click a step for its memory; hover for every gate."),
-    seqView,
+    el("section", { id: "view-sequence" },
+      el("h3", {}, "Sequence"),
+      el("div", { class: "hint" }, "Drag across the tokens to select steps; click a step for its memory; hover for every gate."),
+      seqView),
   );
 
   const patternSelect = el("select", { id: "pattern-key" });
@@ -304,16 +305,17 @@ export async function mount(root, source) {
   const selectionInfo = el("div", { id: "selection" }, "No selection.");
   const matchView = el("div", { id: "matches" });
   app.append(
-    el("h3", {}, "Select → match"),
-    el("div", { class: "bar" }, "Units on: ", patternSelect, " value ≥ ", threshold, matchButton),
-    quantiles,
-    selectionInfo,
-    matchView,
+    el("section", { id: "view-match" },
+      el("h3", {}, "Select → match"),
+      el("div", { class: "bar" }, "Units on: ", patternSelect, " value ≥ ", threshold, matchButton),
+      quantiles,
+      selectionInfo,
+      matchView),
   );
   const memoryView = el("div", { id: "memory" }, el("span", { class: "hint" }, "Click a step of the sequence."));
-  app.append(el("h3", {}, "Memory"), memoryView);
+  app.append(el("section", { id: "view-memory" }, el("h3", {}, "Memory"), memoryView));
   const unitsView = el("div", { id: "units" });
-  app.append(el("h3", {}, "Units"), unitsView);
+  app.append(el("section", { id: "view-units" }, el("h3", {}, "Units"), unitsView));
 
   // ---- loading a record
   async function load(run, step) {
