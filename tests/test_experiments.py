@@ -124,3 +124,12 @@ def test_interpretable_units_chooses_and_scores_units_on_separate_halves(tmp_pat
             assert -1 <= unit["r_chosen_half"] <= 1
     assert 0 <= result["span_test"]["p"] <= 1
     assert (tmp_path / "u.png").stat().st_size > 1000 and (tmp_path / "u.json").exists()
+
+
+@pytest.mark.once
+def test_explorer_speed_times_select_to_match_in_the_browser(tmp_path):
+    result = _load("explorer_speed").main(["--smoke", "--json", str(tmp_path / "s.json")])
+    # the planted pattern: 8 units on at steps 40-43 of every one of the 8 sequences;
+    # the selection is one of them, so the other 7 are the matches
+    assert result["pattern_units_and_matches"] == (8, 7)
+    assert result["select_to_drawn_ms_median"] > 0 and (tmp_path / "s.json").exists()

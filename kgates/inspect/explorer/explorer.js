@@ -269,10 +269,15 @@ export async function mount(root, source) {
     }
     return state.arrays.get(name);
   }
+  const scales = new Map(); // largest |value| of each array, for the colours
   function scaleOf(name, data) {
-    let m = 0;
-    for (let k = 0; k < data.length; k++) if (Math.abs(data[k]) > m) m = Math.abs(data[k]);
-    return m;
+    const key = `${state.run}\n${state.step}\n${name}`;
+    if (!scales.has(key)) {
+      let m = 0;
+      for (let k = 0; k < data.length; k++) if (Math.abs(data[k]) > m) m = Math.abs(data[k]);
+      scales.set(key, m);
+    }
+    return scales.get(key);
   }
 
   // ---- controls
@@ -545,6 +550,7 @@ export async function mount(root, source) {
   }
 
   async function runMatch() {
+    const began = performance.now();
     const sel = state.selection;
     showQuantiles();
     if (!sel) return;
@@ -554,12 +560,12 @@ export async function mount(root, source) {
     const valid = await values("valid");
     const { sequences: N, steps: T } = state.meta;
     const theta = Number(threshold.value);
-    const began = performance.now();
+    const computing = performance.now();
     const units = patternUnits(data, T, layer.units, sel.seq, sel.start, sel.end, theta);
     const length = sel.end - sel.start + 1;
     const found = findMatches(data, valid, N, T, layer.units, units, theta, length, [sel.seq, sel.start, sel.end]);
     state.pattern = units;
-    state.result = { units, matches: found, ms: performance.now() - began };
+    state.result = { units, matches: found, ms: performance.now() - computing };
     showQuantiles();
     selectionInfo.replaceChildren(
       `Selected: sequence ${sel.seq}, steps ${sel.start}–${sel.end} (${length}). `,
@@ -596,6 +602,7 @@ export async function mount(root, source) {
       el("table", {}, el("tr", {}, ...["#", "sequence", "steps", "length", "margin", "tokens"].map((h) => el("th", {}, h))), ...rows),
     );
     await renderSequence();
+    state.result.total_ms = performance.now() - began; // selection to everything drawn
   }
 
   // ---- memory
