@@ -23,6 +23,8 @@ import numpy as np
 import kgates
 from kgates.study._data import VOCABULARY, decode_text
 
+RUN_CLI = "import sys, kgates_cli; sys.exit(kgates_cli.main())"
+
 
 def train(logdir: str) -> None:
     keras.utils.set_random_seed(0)
@@ -40,7 +42,9 @@ def train(logdir: str) -> None:
         keras.optimizers.Adam(3e-3, clipnorm=1.0),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    probe = slice(0, 64)
+    # the probe: validation windows of which a fifth to a half is inside strings
+    share = notes["in_string"].mean(axis=1)
+    probe = np.flatnonzero((share > 0.2) & (share < 0.5))[:64]
     callback = kgates.TensorBoard(
         logdir,
         probe=(task.x_val[probe], task.y_val[probe]),
@@ -59,7 +63,7 @@ def shoot(logdir: str, out: str) -> None:
     from selenium.webdriver.common.by import By
 
     board = subprocess.Popen(
-        [sys.executable, "-m", "kgates_cli", "board", os.path.dirname(logdir), "--port", "0"],
+        [sys.executable, "-c", RUN_CLI, "board", os.path.dirname(logdir), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -91,8 +95,8 @@ def shoot(logdir: str, out: str) -> None:
                 row.click()  # the best in_string unit, then the next, as tracks
                 time.sleep(0.5)
             tokens = driver.find_elements(By.CSS_SELECTOR, "#tokens .tok")
-            text = "".join(t.text for t in tokens)
-            quote = max(text.find("'"), 0)
+            text = "".join(t.text or " " for t in tokens)
+            quote = max(min(i for i in (text.find("'"), text.find('"')) if i >= 0), 0)
             ActionChains(driver).drag_and_drop(tokens[quote + 1], tokens[quote + 4]).perform()
             time.sleep(1)
             tokens = driver.find_elements(By.CSS_SELECTOR, "#tokens .tok")
@@ -105,6 +109,7 @@ def shoot(logdir: str, out: str) -> None:
                 driver.find_element(By.ID, f"view-{view}").screenshot(
                     os.path.join(out, f"explorer-{view}.png")
                 )
+                driver.execute_script("document.querySelector('.tip').style.display = 'none'")
         finally:
             driver.quit()
     finally:

@@ -155,7 +155,7 @@ def test_the_callback_writes_records_every_explorer_freq_dashboards_and_at_the_e
         arrays["bi/backward/h"], np.ma.filled(traced["bi/backward"]["h"], 0), atol=2e-3
     )
     assert meta["tokens"][0] == [CHARS[i] for i in x[0]]
-    expected = kgates.find_units(model, x, annotations).top("is_b", 20)
+    expected = kgates.find_units(model, x, annotations).top("is_b", 10)
     assert [(r["layer"], r["key"], r["unit"]) for r in meta["units_table"]] == [
         (r["layer"], r["key"], r["unit"]) for r in expected
     ]

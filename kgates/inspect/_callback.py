@@ -23,8 +23,8 @@ from kgates.inspect._explorer import (
     STEPS,
     UNITS,
     explorer_record,
+    probe_notes,
     record_summary,
-    tokens_of,
     units_rows,
 )
 from kgates.inspect._gradflow import GradientFlow
@@ -128,15 +128,10 @@ class TensorBoard(keras.callbacks.TensorBoard):
         **kwargs,
     ):
         super().__init__(log_dir=log_dir, **kwargs)
-        if isinstance(gate_freq, bool) or not isinstance(gate_freq, int) or gate_freq < 0:
-            raise ValueError(
-                f"kgates.TensorBoard: `gate_freq` must be an integer >= 0, got {gate_freq!r}."
-            )
-        if isinstance(image_freq, bool) or not isinstance(image_freq, int) or image_freq < 0:
-            raise ValueError(
-                f"kgates.TensorBoard: `image_freq` must be an integer >= 0, got {image_freq!r}."
-            )
         for name, value, low in [
+            ("gate_freq", gate_freq, 0),
+            ("image_freq", image_freq, 0),
+            ("max_probe", max_probe, 1),
             ("explorer_freq", explorer_freq, 0),
             ("explorer_sequences", explorer_sequences, 1),
             ("explorer_steps", explorer_steps, 1),
@@ -146,15 +141,6 @@ class TensorBoard(keras.callbacks.TensorBoard):
                 raise ValueError(
                     f"kgates.TensorBoard: `{name}` must be an integer >= {low}, got {value!r}."
                 )
-        if annotations is not None and not isinstance(annotations, dict):
-            raise ValueError(
-                "kgates.TensorBoard: `annotations` must be a dict {name: (batch, time) "
-                f"array}} of the probe, got {type(annotations).__name__}."
-            )
-        if isinstance(max_probe, bool) or not isinstance(max_probe, int) or max_probe < 1:
-            raise ValueError(
-                f"kgates.TensorBoard: `max_probe` must be a positive integer, got {max_probe!r}."
-            )
         if probe is None and gate_freq:
             raise ValueError(
                 "kgates.TensorBoard: argument `probe` is required: a batch of model "
@@ -170,23 +156,9 @@ class TensorBoard(keras.callbacks.TensorBoard):
         self.explorer_bounds = (explorer_sequences, explorer_steps, explorer_units)
         self.probe_x, self.probe_y, self.probe_mask, keep = self._subsample(x, y, probe_mask)
         first = None if self.probe_x is None else keras.tree.flatten(self.probe_x)[0]
-        self.probe_tokens = None
-        if probe_text is not None and first is not None:
-            if not callable(probe_text):
-                probe_text = [probe_text[k] for k in keep]
-            self.probe_tokens = tokens_of(probe_text, first, explorer_sequences, explorer_steps)
-        self.annotations = None
-        if annotations:
-            self.annotations = {}
-            for name, values in annotations.items():
-                values = np.asarray(values)
-                expected = (keep[-1] + 1, first.shape[1]) if first is not None else None
-                if values.shape != expected:
-                    raise ValueError(
-                        f"kgates.TensorBoard: `annotations[{name!r}]` must be a (batch, time) "
-                        f"array of the probe, shape {expected}; got {values.shape}."
-                    )
-                self.annotations[name] = values[keep]
+        self.probe_tokens, self.annotations = probe_notes(
+            probe_text, annotations, first, keep, explorer_sequences, explorer_steps
+        )
         self._tracer = None
         self._flow = None
         self._gate_writer = None

@@ -82,6 +82,39 @@ def tokens_of(text, x, sequences: int, steps: int) -> list[list[str]] | None:
     return out
 
 
+def probe_notes(text, annotations, first, keep, sequences: int, steps: int) -> tuple:
+    """`kgates.TensorBoard`'s `probe_text` and `annotations`, checked and taken at the
+    rows `keep` of the probe (its subsample): (tokens or None, annotations or None)."""
+    where = "kgates.TensorBoard: "
+    if annotations is not None and not isinstance(annotations, dict):
+        raise ValueError(
+            f"{where}`annotations` must be a dict {{name: (batch, time) array}} of the "
+            f"probe, got {type(annotations).__name__}."
+        )
+    if first is None:
+        return None, None
+    tokens = None
+    if text is not None:
+        try:
+            tokens = tokens_of(
+                text if callable(text) else [text[k] for k in keep], first, sequences, steps
+            )
+        except ValueError as error:
+            raise ValueError(where + str(error)) from None
+    notes = None
+    if annotations:
+        notes, expected = {}, (keep[-1] + 1, first.shape[1])
+        for name, values in annotations.items():
+            values = np.asarray(values)
+            if values.shape != expected:
+                raise ValueError(
+                    f"{where}`annotations[{name!r}]` must be a (batch, time) array of the "
+                    f"probe, shape {expected}; got {values.shape}."
+                )
+            notes[name] = values[keep]
+    return tokens, notes
+
+
 def explorer_record(
     traced: dict,
     backwards: dict | None = None,
@@ -164,7 +197,7 @@ def record_summary(meta: dict, arrays: dict) -> Summary:
     return Summary(value=values)
 
 
-def units_rows(units, per_annotation: int = 20) -> list[dict]:
+def units_rows(units, per_annotation: int = 10) -> list[dict]:
     """The explorer's unit table from a `kgates.Units`."""
     rows = []
     for annotation, ranked in units.rows.items():

@@ -184,7 +184,7 @@ const CSS = `
 .kg .tok.sel{background:#ffe0b2}
 .kg .tok.now{outline:2px solid #e65100}
 .kg canvas{display:block}
-.kg .tip{position:fixed;background:#fff;border:1px solid #999;padding:4px 6px;font-size:12px;
+.kg .tip{position:fixed;background:#fff;border:1px solid #999;padding:4px 6px;font-size:12px;white-space:nowrap;
  pointer-events:none;z-index:10;box-shadow:0 1px 4px #0003;display:none}
 .kg table{border-collapse:collapse}
 .kg td,.kg th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}
@@ -194,6 +194,9 @@ const CSS = `
 .kg .q{cursor:pointer;text-decoration:underline dotted;margin-right:8px}
 .kg .chip{display:inline-block;border:1px solid #ccc;border-radius:10px;padding:0 8px;margin:2px}
 `;
+
+// whitespace made visible in the token rows
+const shownToken = (text) => ({ " ": "␣", "\n": "↵", "\t": "⇥" })[text] ?? text;
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -407,7 +410,7 @@ export async function mount(root, source) {
     for (let t = 0; t < T; t++) {
       const real = valid[n * T + t] === 1;
       const text = state.meta.tokens ? state.meta.tokens[n][t] ?? "" : t % 10 === 0 ? String(t) : "·";
-      const shown = text === " " ? "␣" : text === "\n" ? "↵" : text;
+      const shown = shownToken(text);
       const cls = ["tok"];
       if (!real) cls.push("pad");
       const sel = state.selection;
@@ -539,7 +542,7 @@ export async function mount(root, source) {
     const tokens = state.meta.tokens;
     if (!tokens) return `steps ${start}–${end}`;
     const valid = state.arrays.get("valid");
-    const show = (t) => (!valid[n * state.meta.steps + t] ? "" : tokens[n][t] === "\n" ? "↵" : tokens[n][t]);
+    const show = (t) => (valid[n * state.meta.steps + t] ? shownToken(tokens[n][t]) : "");
     const before = [];
     const inside = [];
     const after = [];
@@ -656,7 +659,7 @@ export async function mount(root, source) {
       el("div", {}, `What ${track.layer} ${state_}[${track.unit}] holds at step ${t}, by the step that wrote it (red: positive, blue: negative); memory span ${span.toFixed(2)} steps.`),
       el("div", { class: "seq" },
         el("div", { class: "row" }, el("span", { class: "label" }, "tokens"),
-          ...Array.from({ length: T }, (_, s) => el("span", { class: s === t ? "tok now" : "tok" }, valid[n * T + s] ? (state.meta.tokens ? (state.meta.tokens[n][s] === "\n" ? "↵" : state.meta.tokens[n][s]) : s % 10 === 0 ? String(s) : "·") : ""))),
+          ...Array.from({ length: T }, (_, s) => el("span", { class: s === t ? "tok now" : "tok" }, valid[n * T + s] ? (state.meta.tokens ? shownToken(state.meta.tokens[n][s]) : s % 10 === 0 ? String(s) : "·") : ""))),
         el("div", { class: "row", style: "height:42px" }, el("span", { class: "label" }, `written → ${state_}_${t}`), canvas)),
       cells,
     );
