@@ -133,3 +133,18 @@ def test_explorer_speed_times_select_to_match_in_the_browser(tmp_path):
     # the selection is one of them, so the other 7 are the matches
     assert result["pattern_units_and_matches"] == (8, 7)
     assert result["select_to_drawn_ms_median"] > 0 and (tmp_path / "s.json").exists()
+
+
+@pytest.mark.once
+def test_gradient_flow_init_predicts_and_compares_reach(tmp_path):
+    result = _load("gradient_flow_init").main(["--smoke", "--json", str(tmp_path / "g.json")])
+    runs = result["runs"]
+    assert len(runs) == 3 * 7  # seeds x models
+    nfg = [r for r in runs if r["model"] == "NFG"]
+    assert all(r["reach_c"] == r["predicted_c"] == 12 for r in nfg)  # f = 1: all 12 steps
+    # sigma(0) = 1/2: 0.5^k >= 0.01 for k = 0..6, so 7 steps by hand
+    assert {r["predicted_c"] for r in runs if r["model"] == "LSTM b_f=0"} == {7}
+    assert {t["compare"] for t in result["analysis"]["tests"]} == {
+        "LSTM b_f=1 c vs SimpleRNN h",
+        "LSTM b_f=1 c vs GRU h",
+    }

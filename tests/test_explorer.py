@@ -169,6 +169,7 @@ def test_the_callback_writes_records_every_explorer_freq_dashboards_and_at_the_e
         ({"annotations": [1]}, "`annotations` must be a dict"),
         ({"annotations": {"a": np.zeros((3, 12))}}, r"`annotations\['a'\]` must be"),
         ({"probe_text": lambda row: ["a"] * 5}, "`probe_text` must give one token per step"),
+        ({"probe_text": [["a"] * 12] * 3}, "one list of tokens per probe sequence \\(8\\)"),
     ],
 )
 def test_bad_explorer_arguments_are_named(kwargs, match, tmp_path):

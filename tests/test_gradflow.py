@@ -117,4 +117,9 @@ def test_padded_steps_are_left_out(rng):
 
 def test_reach():
     assert reach(np.array([0.001, 0.02, 0.5, 1.0])) == 3
+    # an unbroken run back from the last step: the rise past the gap does not count
+    assert reach(np.array([0.5, 0.001, 0.5, 1.0])) == 2
+    assert reach(np.array([0.5, 0.2, 1.0])) == 3
+    assert reach(np.array([1.0, 0.5, 0.001])) == 3  # grows going back: alive throughout
+    assert reach(np.array([1.0, 0.5, 0.0])) == 0  # no gradient at the last step
     assert reach(np.zeros(4)) == 0

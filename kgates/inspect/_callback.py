@@ -53,7 +53,8 @@ class TensorBoard(keras.callbacks.TensorBoard):
       t written at step s, first probe sequence);
     - gradient flow: image `gradient_flow/{layer}` (||dL/dh_t||, ||dL/dc_t||
       against t) and scalars `gradient_flow/{layer}/reach_h|reach_c`, the
-      number of steps back over which the gradient stays within 1% of its peak.
+      unbroken run of steps back from the last over which the gradient stays
+      within 1% of its peak so far (`kgates.reach`).
 
     Summaries are computed with NumPy and written with the tensorboard package:
     this works on every backend, and without TensorFlow (Keras's own logs then

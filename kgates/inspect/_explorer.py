@@ -95,6 +95,11 @@ def probe_notes(text, annotations, first, keep, sequences: int, steps: int) -> t
         return None, None
     tokens = None
     if text is not None:
+        if not callable(text) and len(text) != keep[-1] + 1:
+            raise ValueError(
+                f"{where}`probe_text` must be a function or one list of tokens per probe "
+                f"sequence ({keep[-1] + 1}), got {len(text)} lists."
+            )
         try:
             tokens = tokens_of(
                 text if callable(text) else [text[k] for k in keep], first, sequences, steps

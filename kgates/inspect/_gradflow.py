@@ -239,10 +239,11 @@ def gradient_flow(model: keras.Model, x, y=None, mask=None, layers=None) -> dict
 
 
 def reach(norms: np.ndarray, ratio: float = 0.01) -> int:
-    """How many steps back from the last the gradient stays >= `ratio` of its peak."""
-    norms = np.nan_to_num(np.asarray(norms, np.float64))
-    peak = norms.max(initial=0.0)
-    if peak <= 0.0:
-        return 0
-    alive = np.flatnonzero(norms >= ratio * peak)
-    return int(len(norms) - alive[0])
+    """How many steps back from the last the gradient stays alive: the unbroken run of
+    steps, ending at the last, at each of which the norm is >= `ratio` of the largest
+    it has been at the steps after it (so a gradient that grows going back reaches
+    all the way). A rise past a gap does not count; 0 if the last step has none."""
+    back = np.nan_to_num(np.asarray(norms, np.float64))[::-1]
+    peaks = np.maximum.accumulate(back)
+    dead = np.flatnonzero((back < ratio * peaks) | (peaks <= 0.0))
+    return int(dead[0]) if dead.size else len(back)

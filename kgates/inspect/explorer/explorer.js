@@ -192,6 +192,7 @@ const CSS = `
 .kg .mono{font-family:monospace;white-space:pre}
 .kg .hit{background:#ffe0b2}
 .kg .q{cursor:pointer;text-decoration:underline dotted;margin-right:8px}
+.kg .chip a{text-decoration:none;color:#999}
 .kg .chip{display:inline-block;border:1px solid #ccc;border-radius:10px;padding:0 8px;margin:2px}
 `;
 
@@ -462,17 +463,23 @@ export async function mount(root, source) {
         "span",
         {
           class: index === state.focus ? "label focus" : "label",
-          title: "click: memory of this unit; double-click: remove",
+          title: "click: show this unit's memory",
           onclick: () => { state.focus = index; renderSequence(); },
-          ondblclick: () => { state.tracks.splice(index, 1); state.focus = 0; renderSequence(); },
         },
         `${track.layer} ${track.key}[${track.unit}]`,
       );
       rows.push(el("div", { class: "row track", "data-track": `${track.layer}/${track.key}/${track.unit}` }, label, canvas));
     }
     seqView.replaceChildren(...rows);
+    const remove = (index) => () => {
+      state.tracks.splice(index, 1);
+      state.focus = Math.max(0, Math.min(state.focus, state.tracks.length - 1));
+      renderSequence();
+    };
     chips.replaceChildren(
-      ...state.tracks.map((t) => el("span", { class: "chip" }, `${t.layer} ${t.key}[${t.unit}]`)),
+      ...state.tracks.map((t, index) =>
+        el("span", { class: "chip" }, `${t.layer} ${t.key}[${t.unit}] `,
+          el("a", { href: "#", class: "remove", title: "remove this track", onclick: (e) => { e.preventDefault(); remove(index)(); } }, "×"))),
     );
     if (state.now !== null) await renderMemory();
   }
