@@ -251,7 +251,13 @@ def test_tune_logs_every_trial_then_resumes_without_rerunning(tmp_path, capsys):
         assert f"- {name}: {value:.4g}" in text
     assert f"at most {options['epochs']} epochs per trial" in text
     assert "| cell | trials | failed | best | median | memory span |" in text
-    for picture in ("score_by_cell", "score_vs_learning_rate", "saturation_by_cell"):
+    assert "## Cells against NP" in text  # no V in the search: its first cell
+    for picture in (
+        "score_by_cell",
+        "score_vs_learning_rate",
+        "saturation_by_cell",
+        "expected_best",
+    ):
         assert os.path.getsize(os.path.join(directory, "report", f"{picture}.png")) > 1000
 
 

@@ -54,6 +54,28 @@ def score_vs_learning_rate(trials, objective, path) -> None:
     _save(fig, path)
 
 
+def expected_best_curves(scores: dict, direction: str, objective, baselines, path) -> None:
+    """Expected best score of k random trials of each cell, k = 1 .. trials."""
+    from kgates.study._compare import expected_best
+
+    fig = Figure(figsize=(9, 4.5))
+    ax = fig.add_subplot()
+    for cell, values in scores.items():
+        ks = np.arange(1, len(values) + 1)
+        ax.plot(ks, [expected_best(values, k, direction) for k in ks], marker=".", label=cell)
+    for k, value in enumerate(baselines.values()):
+        ax.axhline(value, color="0.4", linestyle=("--", ":", "-.")[k % 3], linewidth=1)
+    ax.set_xlabel("trials (k)")
+    ax.set_ylabel(f"expected best {objective}")
+    ax.set_title(
+        "Expected best of k random trials per cell (failures scored worst); lines: baselines"
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.subplots_adjust(bottom=0.15)
+    _save(fig, path)
+
+
 def saturation_by_cell(rows, path) -> None:
     fig = Figure(figsize=(9, 4.5))
     ax = fig.add_subplot()

@@ -14,9 +14,17 @@ import numpy as np
 
 from kgates.inspect._stats import SIGMOID_GATES as GATES
 from kgates.study._choices import SPACE
+from kgates.study._compare import (
+    REFERENCE,
+    against_reference,
+    expected_best,
+    fanova_importance,
+    scores_by_cell,
+)
 from kgates.study._directory import PROJECT, atomic_write, read_json, stored_search
 from kgates.study._figures import (
     completed,
+    expected_best_curves,
     pinned_gates,
     saturation_by_cell,
     score_by_cell,
@@ -88,47 +96,20 @@ def trial_saturation(trial: dict) -> dict[str, float]:
     return {gate: float(np.mean(v)) for gate, v in shares.items()}
 
 
-def _features(trials: list[dict]) -> tuple[np.ndarray, list[str]]:
-    """Design matrix over the hyperparameters (log10 learning rate; one-hot choices)."""
-    columns, groups = [], []
-    names = [n for n in ("cell", *SPACE) if any(n in t["values"] for t in trials)]
-    for name in names:
-        raw = [t["values"].get(name) for t in trials]
-        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw)
-        if numeric:
-            values = np.asarray(raw, float)
-            columns.append(np.log10(values) if name == "learning_rate" else values)
-            groups.append(name)
-        else:  # a choice, or inactive in some trials (e.g. forget_bias for a GRU)
-            for level in sorted({str(v) for v in raw}):
-                columns.append(np.asarray([str(v) == level for v in raw], float))
-                groups.append(name)
-    return np.stack(columns, axis=1), groups
-
-
 def importance(trials: list[dict], seed: int = 0) -> list[tuple[str, float]] | None:
-    """Hyperparameter importance: a random forest's impurity importance, summed per
-    hyperparameter over its one-hot columns, normalised to 1 (most important first).
+    """Hyperparameter importance by fANOVA (optuna's evaluator), normalised to 1 (most
+    important first), over the hyperparameters every completed trial has.
 
     None with fewer than `MIN_TRIALS_FOR_IMPORTANCE` completed trials, or when
-    nothing varies.
+    fewer than two hyperparameters vary.
     """
-    from sklearn.ensemble import RandomForestRegressor
-
-    done = [t for t in trials if t["status"] == "COMPLETED" and np.isfinite(t["score"] or np.nan)]
+    done = [t for t in trials if completed(t)]
     if len(done) < MIN_TRIALS_FOR_IMPORTANCE:
         return None
-    x, groups = _features(done)
-    varying = x.std(axis=0) > 0
-    if not varying.any():
+    found = fanova_importance(done, ["cell", *SPACE], seed=seed)
+    if found is None:
         return None
-    y = np.asarray([t["score"] for t in done])
-    forest = RandomForestRegressor(n_estimators=300, min_samples_leaf=2, random_state=seed)
-    forest.fit(x[:, varying], y)
-    totals: dict[str, float] = {}
-    for group, weight in zip(np.asarray(groups)[varying], forest.feature_importances_):
-        totals[str(group)] = totals.get(str(group), 0.0) + float(weight)
-    return sorted(totals.items(), key=lambda item: -item[1])
+    return sorted(found.items(), key=lambda item: -item[1])
 
 
 def by_cell(trials: list[dict], direction: str) -> list[dict]:
@@ -183,6 +164,55 @@ def summary(directory: str, top: int = 5) -> str:
     return "\n".join(lines)
 
 
+def _p(value: float) -> str:
+    return f"{value:.3g}" if np.isfinite(value) else "-"
+
+
+def comparison(scores: dict, failures: dict, direction: str, cells) -> list[str]:
+    """The report's section comparing each cell with the reference cell."""
+    reference = REFERENCE if REFERENCE in scores else next(c for c in cells if c in scores)
+    rows = against_reference(scores, direction, reference)
+    lines = [f"## Cells against {reference}", ""]
+    if not rows:
+        return lines + [f"Needs at least 2 finished trials of {reference} and of another cell.", ""]
+    lines += [
+        f"Every finished trial counts: a failed or diverged one is scored as the worst "
+        f"result of the search. Welch's t-test of each cell's scores against {reference}'s, "
+        "over all trials and over the best 10% of each (at least 2; Greff et al. 2015); "
+        "p-values Holm-corrected across the cells (-: no spread to test). Difference: "
+        "cell mean minus "
+        f"{reference}'s mean ({'negative' if direction == 'min' else 'positive'} is better).",
+        "",
+        "| cell | trials | failure rate | mean | difference | p (Holm) | best 10%: difference "
+        "| p (Holm) | expected best of 5 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    ref = scores[reference]
+    lines.append(
+        f"| {reference} (reference) | {len(ref)} | {failures[reference]:.0%} | "
+        f"{_fmt(float(ref.mean()))} | - | - | - | - | "
+        f"{_fmt(expected_best(ref, 5, direction))} |"
+    )
+    for row in rows:
+        values = scores[row["cell"]]
+        a, t = row["all"], row["top"]
+        lines.append(
+            f"| {row['cell']} | {row['n']} | {failures[row['cell']]:.0%} | "
+            f"{_fmt(float(values.mean()))} | {a['difference']:+.4g} | {_p(a['p_holm'])} | "
+            f"{t['difference']:+.4g} | {_p(t['p_holm'])} | "
+            f"{_fmt(expected_best(values, 5, direction))} |"
+        )
+    lines += [
+        "",
+        "Expected best of k (Dodge et al. 2019): the best score k random trials of the cell "
+        "would find on average, from its trials so far.",
+        "",
+        "![expected best of k](report/expected_best.png)",
+        "",
+    ]
+    return lines
+
+
 def _open(directory: str) -> tuple[dict, list[dict]]:
     spec = stored_search(directory)
     if spec is None:
@@ -204,6 +234,9 @@ def write_report(directory: str) -> str:
     score_by_cell(trials, rows, objective, task.baselines, score_png)
     score_vs_learning_rate(trials, objective, os.path.join(pictures, "score_vs_learning_rate.png"))
     saturation_by_cell(rows, os.path.join(pictures, "saturation_by_cell.png"))
+    scores, failures = scores_by_cell(trials, direction)
+    best_png = os.path.join(pictures, "expected_best.png")
+    expected_best_curves(scores, direction, objective, task.baselines, best_png)
 
     done = [t for t in trials if completed(t)]
     sizes = ", ".join(f"{k} {v}" for k, v in task.sizes.items()) or "fixed size"
@@ -241,6 +274,9 @@ def write_report(directory: str) -> str:
         "",
         "![score by cell](report/score_by_cell.png)",
         "",
+    ]
+    lines += comparison(scores, failures, direction, spec["cells"])
+    lines += [
         "## Hyperparameter importance",
         "",
     ]
@@ -252,9 +288,10 @@ def write_report(directory: str) -> str:
         )
     else:
         lines += [
-            f"Random-forest impurity importance over the {len(done)} completed trials "
-            "(scikit-learn; choices one-hot, learning rate as log10; sums to 1). With few "
-            "trials treat it as a hint.",
+            f"fANOVA (Hutter et al. 2014, as Greff et al. 2015; optuna's evaluator) over "
+            f"the {len(done)} completed trials: the share of the score's variance each "
+            "hyperparameter explains alone (learning rate on a log scale; sums to 1). "
+            "With few trials treat it as a hint.",
             "",
             "| hyperparameter | importance |",
             "| --- | ---: |",

@@ -1,0 +1,97 @@
+"""The report's comparison of cells: failures kept, Welch against the reference,
+Holm's correction, expected best of k; each against numbers worked by hand."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from kgates.study._compare import (
+    against_reference,
+    best_share,
+    expected_best,
+    holm,
+    scores_by_cell,
+)
+
+
+def _trial(cell, score, status="COMPLETED"):
+    return {"cell": cell, "score": score, "status": status, "values": {"cell": cell}}
+
+
+def test_failed_and_diverged_trials_score_the_worst_result():
+    trials = [
+        _trial("V", 0.2),
+        _trial("V", 0.5),
+        _trial("NFG", float("nan")),  # diverged
+        _trial("NFG", None, "FAILED"),
+        _trial("NFG", 0.3),
+        _trial("NFG", None, "RUNNING"),  # not finished: left out
+    ]
+    scores, failures = scores_by_cell(trials, "min")
+    assert scores["V"].tolist() == [0.2, 0.5]
+    assert scores["NFG"].tolist() == [0.5, 0.5, 0.3]  # the worst finite score is 0.5
+    assert failures == {"V": 0.0, "NFG": pytest.approx(2 / 3)}
+    scores, _ = scores_by_cell(trials, "max")  # accuracy: the worst is the smallest
+    assert scores["NFG"].tolist() == [0.2, 0.2, 0.3]
+
+
+def test_holm_by_hand():
+    # sorted 0.01, 0.03, 0.04 -> x3, x2, x1 = 0.03, 0.06, 0.04 -> running max 0.03, 0.06, 0.06
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+
+
+def test_expected_best_by_hand():
+    # two draws from {1, 2}: both 2 with probability 1/4, else the best is 1
+    assert expected_best([1.0, 2.0], 2, "min") == pytest.approx(0.25 * 2 + 0.75 * 1)
+    assert expected_best([1.0, 2.0], 2, "max") == pytest.approx(0.25 * 1 + 0.75 * 2)
+    assert expected_best([3.0, 1.0, 2.0], 1, "min") == pytest.approx(2.0)  # k = 1: the mean
+    rng = np.random.default_rng(0)
+    values = rng.random(7)
+    draws = rng.choice(values, (200000, 3)).min(axis=1).mean()  # Monte Carlo
+    assert expected_best(values, 3, "min") == pytest.approx(draws, abs=3e-3)
+
+
+def test_welch_against_the_reference_by_formula():
+    rng = np.random.default_rng(1)
+    scores = {
+        "V": rng.normal(1.0, 0.1, 20),
+        "NP": rng.normal(1.05, 0.2, 30),
+        "GRU": rng.normal(1.3, 0.1, 10),
+    }
+    rows = {r["cell"]: r for r in against_reference(scores, "min", "V")}
+    assert set(rows) == {"NP", "GRU"}
+    a, b = scores["GRU"], scores["V"]
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    t = (a.mean() - b.mean()) / np.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    assert rows["GRU"]["all"]["p"] == pytest.approx(2 * stats.t.sf(abs(t), df))
+    assert rows["GRU"]["all"]["difference"] == pytest.approx(a.mean() - b.mean())
+    ps = [rows["NP"]["all"]["p"], rows["GRU"]["all"]["p"]]
+    assert [rows["NP"]["all"]["p_holm"], rows["GRU"]["all"]["p_holm"]] == holm(ps)
+    # the best 10% (at least 2): the 2 lowest of 20 for V, the 3 lowest of 30 for NP
+    assert best_share(scores["NP"], "min").tolist() == sorted(scores["NP"])[:3]
+    top = rows["NP"]["top"]["difference"]
+    assert top == pytest.approx(
+        np.mean(sorted(scores["NP"])[:3]) - np.mean(sorted(scores["V"])[:2])
+    )
+
+
+def test_the_report_section_tables_every_cell_against_v():
+    from kgates.study._report import comparison
+
+    trials = [_trial("NP", 0.1 * k) for k in range(1, 5)] + [_trial("V", 0.2), _trial("V", 0.4)]
+    trials += [_trial("NFG", 0.9), _trial("NFG", None, "FAILED")]
+    scores, failures = scores_by_cell(trials, "min")
+    text = "\n".join(comparison(scores, failures, "min", ("NP", "V", "NFG")))
+    assert "## Cells against V" in text and "| V (reference) | 2 | 0% | 0.3 |" in text
+    # the failed trial is scored 0.9, the worst result of the search
+    assert "| NFG | 2 | 50% | 0.9 | +0.6 |" in text
+    assert "| NP | 4 | 0% | 0.25 | -0.05 |" in text
+
+
+def test_no_spread_no_p_value():
+    scores = {"V": np.array([0.5, 0.5]), "NP": np.array([0.4, 0.4]), "GRU": np.array([0.1, 0.3])}
+    rows = {r["cell"]: r for r in against_reference(scores, "min", "V")}
+    assert np.isnan(rows["NP"]["all"]["p"]) and np.isnan(rows["NP"]["all"]["p_holm"])
+    assert rows["GRU"]["all"]["p_holm"] == pytest.approx(rows["GRU"]["all"]["p"])  # one test
