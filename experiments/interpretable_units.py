@@ -29,19 +29,11 @@ from scipy import stats
 
 import kgates
 from kgates.study._data import ALPHABET, VOCABULARY
+from kgates.study._tasks import bigram_loss
 
 FULL = {"samples": 4000, "length": 100, "units": 128, "epochs": 12, "probe": 400}
 SMOKE = {"samples": 40, "length": 20, "units": 8, "epochs": 1, "probe": 16}
 BOOTSTRAP = 1000
-
-
-def bigram_loss(x_train, y_train, x_val, y_val) -> float:
-    """Cross-entropy (nats) of next-character frequencies given the current one
-    (add-one smoothing), on the validation windows."""
-    counts = np.ones((VOCABULARY, VOCABULARY))
-    np.add.at(counts, (x_train.ravel(), y_train.ravel()), 1.0)
-    probabilities = counts / counts.sum(axis=1, keepdims=True)
-    return float(-np.log(probabilities[x_val.ravel(), y_val.ravel()]).mean())
 
 
 def train(kind: str, task, size: dict) -> tuple[keras.Model, float]:

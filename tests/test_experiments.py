@@ -102,8 +102,8 @@ def test_gradient_flow_reaches_for_every_model(tmp_path):
 
 def test_the_bigram_baseline_worked_by_hand():
     from kgates.study._data import VOCABULARY
+    from kgates.study._tasks import bigram_loss as bigram  # the code task's baseline
 
-    bigram = _load("interpretable_units").bigram_loss
     # after character 1 the training data saw 2 once: add-one gives 2 / (V + 1)
     loss = bigram(np.array([[1, 2]]), np.array([[2, 1]]), np.array([[1]]), np.array([[2]]))
     assert loss == pytest.approx(-np.log(2 / (VOCABULARY + 1)))

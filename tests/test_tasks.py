@@ -95,3 +95,11 @@ def test_code_characters_decode_back_to_their_text():
 
     text = "def f(x):\n\treturn {'a': 1}  # é"
     assert "".join(decode_text(encode_text(text))) == text.replace("é", "\ufffd")
+
+
+def test_the_code_task_reports_the_bigram_beside_the_unigram():
+    task = make_task("code", samples=400, length=50)
+    unigram, bigram = task.baselines["unigram frequencies"], task.baselines["bigram frequencies"]
+    assert task.baseline == unigram
+    # Python source: the current character tells a lot about the next one
+    assert 0 < bigram < unigram < np.log(task.outputs)

@@ -167,10 +167,20 @@ def _digits(seed: int) -> Task:
     )
 
 
+def bigram_loss(x_train, y_train, x_val, y_val) -> float:
+    """Cross-entropy (nats) of next-character frequencies given the current character
+    (add-one smoothing), counted on the training windows, scored on the validation ones."""
+    counts = np.ones((VOCABULARY, VOCABULARY))
+    np.add.at(counts, (x_train.ravel(), y_train.ravel()), 1.0)
+    probabilities = counts / counts.sum(axis=1, keepdims=True)
+    return float(-np.log(probabilities[x_val.ravel(), y_val.ravel()]).mean())
+
+
 def _code(seed: int, samples: int = 2000, length: int = 100) -> Task:
     x, y, x_val, y_val = code_text(samples, length, seed)
     counts = np.bincount(y.ravel(), minlength=VOCABULARY) + 1.0
     baseline = float(-np.log(counts / counts.sum())[y_val].mean())  # unigram entropy
+    bigram = bigram_loss(x, y, x_val, y_val)
     return Task(
         "code",
         {"samples": samples, "length": length},
@@ -181,7 +191,7 @@ def _code(seed: int, samples: int = 2000, length: int = 100) -> Task:
         *OBJECTIVES["code"],
         EPOCHS["code"],
         baseline,
-        baselines={"unigram frequencies": baseline},
+        baselines={"unigram frequencies": baseline, "bigram frequencies": bigram},
         timescale=length,
         vocabulary=VOCABULARY,
         outputs=VOCABULARY,
