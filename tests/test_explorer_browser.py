@@ -240,3 +240,33 @@ def test_the_exported_page_does_the_same_offline(browser, trained, tmp_path):
         "return performance.getEntriesByType('resource').map(e => e.name)"
     )
     assert all(name.startswith(("file:", "data:", "blob:")) for name in fetched), fetched
+
+
+@pytest.mark.parametrize("backwards", [False, True])
+def test_the_pages_memory_equals_kgates_memory_both_ways(browser, trained, tmp_path, backwards):
+    """The front end's memoryAt against kgates.Memory (float64) on random gates with
+    padding, for a layer that reads forwards and one that reads backwards."""
+    page = tmp_path / "gates.html"
+    assert main(["explore", os.path.dirname(trained["logdir"]), "-o", str(page), "--last"]) == 0
+    browser.get(page.as_uri())
+    wait_for(browser, "return window.kgates && window.kgates.ready")
+    rng = np.random.default_rng(3)
+    keep, write = rng.random((2, 9, 3)), rng.normal(size=(2, 9, 3))
+    valid = np.ones((2, 9), bool)
+    valid[1, 6:] = False
+    memory = kgates.Memory(keep, write, valid=valid, backwards=backwards)
+    for sequence, t, unit in [(0, 8, 0), (1, 4, 2), (0, 0, 1)]:
+        terms, span = browser.execute_script(
+            "const r = window.kgates.lib.memoryAt(...arguments); return [r.terms, r.span];",
+            keep.ravel().tolist(),
+            write.ravel().tolist(),
+            valid.astype(int).ravel().tolist(),
+            9,
+            3,
+            sequence,
+            t,
+            unit,
+            backwards,
+        )
+        np.testing.assert_allclose(terms, memory.contributions(t)[sequence, :, unit], atol=1e-12)
+        assert span == pytest.approx(float(memory.span[sequence, t, unit]), abs=1e-12)

@@ -250,7 +250,8 @@ export async function mount(root, source) {
     pattern: null,
     result: null,
   };
-  const explorer = { state, source };
+  // the page's state and its pure functions, for notebooks, debugging and tests
+  const explorer = { state, source, lib: { decodeHalf, patternUnits, findMatches, memoryAt } };
   window.kgates = explorer;
 
   const runNames = Object.keys(state.runs).sort();
