@@ -200,7 +200,10 @@ def _add_tune(commands) -> None:
         help=f"comma-separated cell codes, listed below (default: {','.join(DEFAULTS['cells'])})",
     )
     tune.add_argument(
-        "--tuner", choices=TUNER_NAMES, help=f"search algorithm (default: {DEFAULTS['tuner']})"
+        "--tuner",
+        choices=TUNER_NAMES,
+        help="search algorithm; paired: every cell on the same configurations (a Sobol "
+        f"sequence) and weight seeds, compared pair by pair (default: {DEFAULTS['tuner']})",
     )
     tune.add_argument(
         "--max-trials",

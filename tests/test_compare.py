@@ -9,7 +9,9 @@ from kgates.study._compare import (
     against_reference,
     best_share,
     expected_best,
+    hodges_lehmann,
     holm,
+    paired_against_reference,
     scores_by_cell,
 )
 
@@ -95,3 +97,27 @@ def test_no_spread_no_p_value():
     rows = {r["cell"]: r for r in against_reference(scores, "min", "V")}
     assert np.isnan(rows["NP"]["all"]["p"]) and np.isnan(rows["NP"]["all"]["p_holm"])
     assert rows["GRU"]["all"]["p_holm"] == pytest.approx(rows["GRU"]["all"]["p"])  # one test
+
+
+def test_hodges_lehmann_by_hand():
+    # Walsh averages of (1, 2, 4): 1, 1.5, 2.5, 2, 3, 4 -> median (2 + 2.5) / 2
+    assert hodges_lehmann([1.0, 2.0, 4.0]) == pytest.approx(2.25)
+
+
+def test_paired_comparison_pairs_trials_by_configuration():
+    # a paired search of two cells: trial k runs configuration k // 2
+    rng = np.random.default_rng(0)
+    base = rng.random(12)
+    trials = []
+    for config, value in enumerate(base):
+        trials.append({**_trial("V", value), "id": str(2 * config)})
+        trials.append({**_trial("NP", value - 0.1 + 0.01 * config), "id": str(2 * config + 1)})
+    trials[5]["status"], trials[5]["score"] = "FAILED", None  # NP, configuration 2
+    (row,) = paired_against_reference(trials, "min", "V", cells=2)
+    d = [0.01 * config - 0.1 for config in range(12)]  # NP minus V, by construction
+    worst = max(t["score"] for t in trials if t["score"] is not None)  # V's or NP's
+    d[2] = worst - base[2]  # the failed trial is scored the worst result
+    assert row["pairs"] == 12
+    assert row["shift"] == pytest.approx(hodges_lehmann(d))
+    assert row["p"] == pytest.approx(stats.wilcoxon(d).pvalue)
+    assert row["ci"][0] <= row["shift"] <= row["ci"][1]

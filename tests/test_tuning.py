@@ -360,3 +360,29 @@ def test_a_directory_being_written_is_refused_and_untouched(tmp_path):
         assert os.listdir(directory) == ["kgates.lock"]
     # a lock left behind by a killed run does not count as content
     assert _directory.open_search(directory)["task"] == "adding"
+
+
+@pytest.mark.once
+def test_a_paired_search_runs_every_cell_on_the_same_configurations(tmp_path):
+    directory = str(tmp_path / "search")
+    kgates.tune(
+        directory,
+        cells=("NP", "GRU"),
+        tuner="paired",
+        max_trials=6,
+        epochs=1,
+        sizes=TINY,
+        space={"units": (4, 8), "layers": 1},
+        gate_freq=0,
+        verbose=0,
+    )
+    trials = sorted(report.load_trials(directory), key=lambda t: int(t["id"]))
+    assert [t["values"]["cell"] for t in trials] == ["NP", "GRU"] * 3
+    shared = ("learning_rate", "units", "dropout", "clipnorm")
+    for first, second in zip(trials[::2], trials[1::2]):  # one configuration, two cells
+        assert {k: first["values"][k] for k in shared} == {k: second["values"][k] for k in shared}
+    rates = [t["values"]["learning_rate"] for t in trials[::2]]
+    assert len(set(rates)) == 3 and all(3e-4 <= r <= 3e-2 for r in rates)
+    text = open(report.write_report(directory)).read()
+    assert "### Paired: the same configurations and weight seeds as NP" in text
+    assert "| GRU" in text.split("### Paired")[1]

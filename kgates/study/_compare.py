@@ -6,6 +6,9 @@
 - Each cell against a reference cell (V, the vanilla LSTM, when the search has
   it): Welch's t-test over all its trials and over its best 10%, with Holm's
   correction across the cells compared.
+- In a paired search (every cell on the same configurations and weight seeds),
+  the Wilcoxon signed-rank test over shared configurations, with the
+  Hodges-Lehmann shift and a bootstrap interval.
 - The expected best score of k trials (Dodge et al. 2019): what a search of k
   random configurations of that cell would find, on average.
 - Hyperparameter importance by fANOVA (Hutter et al. 2014, as Greff et al.),
@@ -20,20 +23,27 @@ import numpy as np
 
 REFERENCE = "V"  # Greff et al.'s vanilla LSTM
 TOP = 0.10  # Greff et al.'s "top 10%"
+BOOTSTRAP = 2000
+
+
+def _failed(trial: dict) -> bool:
+    score = trial["score"]
+    return trial["status"] != "COMPLETED" or score is None or not np.isfinite(score)
+
+
+def _worst(trials: list[dict], direction: str) -> float:
+    finite = [t["score"] for t in trials if not _failed(t)]
+    return (max(finite) if direction == "min" else min(finite)) if finite else np.nan
 
 
 def scores_by_cell(trials: list[dict], direction: str) -> tuple[dict, dict]:
     """`({cell: scores}, {cell: failure rate})`, every finished trial counted: a failed
     or non-finite one gets the worst finite score of the search."""
-    finite = [t["score"] for t in trials if t["score"] is not None and np.isfinite(t["score"])]
-    worst = (max(finite) if direction == "min" else min(finite)) if finite else np.nan
+    worst = _worst(trials, direction)
     scores, failures = {}, {}
     for cell in sorted({t["cell"] for t in trials}):
         mine = [t for t in trials if t["cell"] == cell and t["status"] != "RUNNING"]
-        failed = [
-            t["status"] != "COMPLETED" or t["score"] is None or not np.isfinite(t["score"])
-            for t in mine
-        ]
+        failed = [_failed(t) for t in mine]
         scores[cell] = np.asarray(
             [worst if bad else t["score"] for t, bad in zip(mine, failed)], np.float64
         )
@@ -93,6 +103,55 @@ def against_reference(scores: dict, direction: str, reference: str) -> list[dict
     return rows
 
 
+def hodges_lehmann(differences) -> float:
+    """The median of the Walsh averages (d_i + d_j) / 2, i <= j: the paired shift."""
+    d = np.asarray(differences, np.float64)
+    i, j = np.triu_indices(len(d))
+    return float(np.median((d[i] + d[j]) / 2))
+
+
+def paired_against_reference(
+    trials: list[dict], direction: str, reference: str, cells: int, seed: int = 0
+) -> list[dict]:
+    """For a paired search (trial k: configuration k // `cells`), each cell against
+    the reference on the configurations both finished (failures scored worst): the
+    Wilcoxon signed-rank test, the Hodges-Lehmann shift with a bootstrap 95% interval
+    (pairs resampled), Holm-corrected across cells."""
+    from scipy import stats
+
+    worst = _worst(trials, direction)
+    by = {}
+    for t in trials:
+        if t["status"] != "RUNNING":
+            score = worst if _failed(t) else t["score"]
+            by.setdefault(t["cell"], {})[int(t["id"]) // cells] = score
+    rng = np.random.default_rng(seed)
+    rows = []
+    for cell, scores in sorted(by.items()):
+        shared = sorted(set(scores) & set(by.get(reference, {})))
+        if cell == reference or len(shared) < 2:
+            continue
+        d = np.array([scores[c] - by[reference][c] for c in shared])
+        p = float(stats.wilcoxon(d).pvalue) if np.any(d != 0) else np.nan
+        draws = [hodges_lehmann(rng.choice(d, len(d))) for _ in range(BOOTSTRAP)]
+        low, high = np.quantile(draws, [0.025, 0.975])
+        rows.append(
+            {
+                "cell": cell,
+                "pairs": len(d),
+                "shift": hodges_lehmann(d),
+                "ci": (float(low), float(high)),
+                "p": p,
+            }
+        )
+    tested = [r for r in rows if np.isfinite(r["p"])]
+    for row in rows:
+        row["p_holm"] = np.nan
+    for row, adjusted in zip(tested, holm([r["p"] for r in tested])):
+        row["p_holm"] = adjusted
+    return rows
+
+
 def expected_best(scores, k: int, direction: str) -> float:
     """Expected best of `k` scores drawn with replacement from `scores` (Dodge et al.
     2019): sum_i s_(i) [(i/n)^k - ((i-1)/n)^k], the s_(i) sorted worst to best."""
@@ -136,3 +195,88 @@ def fanova_importance(trials: list[dict], names: list[str], seed: int = 0) -> di
         study, evaluator=FanovaImportanceEvaluator(seed=seed)
     )
     return {name: float(weight) for name, weight in found.items()}
+
+
+# The report's sections (kgates report)
+def fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _p(value: float) -> str:
+    return f"{value:.3g}" if np.isfinite(value) else "-"
+
+
+def comparison(scores: dict, failures: dict, direction: str, cells) -> list[str]:
+    """The report's section comparing each cell with the reference cell."""
+    reference = REFERENCE if REFERENCE in scores else next(c for c in cells if c in scores)
+    rows = against_reference(scores, direction, reference)
+    lines = [f"## Cells against {reference}", ""]
+    if not rows:
+        return lines + [f"Needs at least 2 finished trials of {reference} and of another cell.", ""]
+    lines += [
+        f"Every finished trial counts: a failed or diverged one is scored as the worst "
+        f"result of the search. Welch's t-test of each cell's scores against {reference}'s, "
+        "over all trials and over the best 10% of each (at least 2; Greff et al. 2015); "
+        "p-values Holm-corrected across the cells (-: no spread to test). Difference: "
+        "cell mean minus "
+        f"{reference}'s mean ({'negative' if direction == 'min' else 'positive'} is better).",
+        "",
+        "| cell | trials | failure rate | mean | difference | p (Holm) | best 10%: difference "
+        "| p (Holm) | expected best of 5 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    ref = scores[reference]
+    lines.append(
+        f"| {reference} (reference) | {len(ref)} | {failures[reference]:.0%} | "
+        f"{fmt(float(ref.mean()))} | - | - | - | - | "
+        f"{fmt(expected_best(ref, 5, direction))} |"
+    )
+    for row in rows:
+        values = scores[row["cell"]]
+        a, t = row["all"], row["top"]
+        lines.append(
+            f"| {row['cell']} | {row['n']} | {failures[row['cell']]:.0%} | "
+            f"{fmt(float(values.mean()))} | {a['difference']:+.4g} | {_p(a['p_holm'])} | "
+            f"{t['difference']:+.4g} | {_p(t['p_holm'])} | "
+            f"{fmt(expected_best(values, 5, direction))} |"
+        )
+    lines += [
+        "",
+        "Expected best of k (Dodge et al. 2019): the best score k random trials of the cell "
+        "would find on average, from its trials so far.",
+        "",
+        "![expected best of k](report/expected_best.png)",
+        "",
+    ]
+    return lines
+
+
+def paired_comparison(trials: list[dict], direction: str, scores: dict, cells) -> list[str]:
+    """The report's section of a paired search: each cell against the reference on the
+    configurations both ran."""
+    reference = REFERENCE if REFERENCE in scores else next(c for c in cells if c in scores)
+    rows = paired_against_reference(trials, direction, reference, len(cells))
+    lines = [f"### Paired: the same configurations and weight seeds as {reference}", ""]
+    if not rows:
+        return lines + ["Needs at least 2 configurations that two cells both ran.", ""]
+    lines += [
+        f"Each cell's score minus {reference}'s on the same configuration (a Sobol "
+        "sequence over the other hyperparameters, one weight seed per configuration): "
+        "the Hodges-Lehmann shift (median of the Walsh averages) with a bootstrap 95% "
+        "interval over configurations, and the Wilcoxon signed-rank test, Holm-corrected "
+        "across cells (-: no difference to test).",
+        "",
+        "| cell | configurations | shift | 95% CI | p (Holm) |",
+        "| --- | ---: | ---: | --- | ---: |",
+    ]
+    for row in rows:
+        low, high = row["ci"]
+        lines.append(
+            f"| {row['cell']} | {row['pairs']} | {row['shift']:+.4g} | "
+            f"[{low:+.4g}, {high:+.4g}] | {_p(row['p_holm'])} |"
+        )
+    return lines + [""]

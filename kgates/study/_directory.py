@@ -27,7 +27,7 @@ SPEC_FILE = "kgates_search.json"
 LOCK_FILE = "kgates.lock"  # held by the one process that writes the search
 WORKERS = "workers"  # a lock file per running worker
 PROJECT = "search"
-TUNER_NAMES = ("random", "bayesian", "hyperband")
+TUNER_NAMES = ("random", "bayesian", "hyperband", "paired")
 DEFAULT_CELLS = ("NP", "GRU", "CIFG", "NFG")  # what `kgates tune` compares unless told
 # What a search is unless told otherwise: the one place these defaults live.
 DEFAULTS = {

@@ -15,10 +15,10 @@ import numpy as np
 from kgates.inspect._stats import SIGMOID_GATES as GATES
 from kgates.study._choices import SPACE
 from kgates.study._compare import (
-    REFERENCE,
-    against_reference,
-    expected_best,
+    comparison,
     fanova_importance,
+    fmt,
+    paired_comparison,
     scores_by_cell,
 )
 from kgates.study._directory import PROJECT, atomic_write, read_json, stored_search
@@ -141,14 +141,6 @@ def by_cell(trials: list[dict], direction: str) -> list[dict]:
     return sorted(rows, key=lambda r: (r["best"] is None, best_first * (r["best"] or 0.0)))
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
 def summary(directory: str, top: int = 5) -> str:
     """Plain-text table of the search so far: per cell, then the best trials."""
     spec, trials = _open(directory)
@@ -159,58 +151,9 @@ def summary(directory: str, top: int = 5) -> str:
     for r in rows:
         lines.append(
             f"{r['cell']:<24}{r['trials']:>7}{r['failed']:>7}"
-            f"{_fmt(r['best']):>11}{_fmt(r['median']):>11}"
+            f"{fmt(r['best']):>11}{fmt(r['median']):>11}"
         )
     return "\n".join(lines)
-
-
-def _p(value: float) -> str:
-    return f"{value:.3g}" if np.isfinite(value) else "-"
-
-
-def comparison(scores: dict, failures: dict, direction: str, cells) -> list[str]:
-    """The report's section comparing each cell with the reference cell."""
-    reference = REFERENCE if REFERENCE in scores else next(c for c in cells if c in scores)
-    rows = against_reference(scores, direction, reference)
-    lines = [f"## Cells against {reference}", ""]
-    if not rows:
-        return lines + [f"Needs at least 2 finished trials of {reference} and of another cell.", ""]
-    lines += [
-        f"Every finished trial counts: a failed or diverged one is scored as the worst "
-        f"result of the search. Welch's t-test of each cell's scores against {reference}'s, "
-        "over all trials and over the best 10% of each (at least 2; Greff et al. 2015); "
-        "p-values Holm-corrected across the cells (-: no spread to test). Difference: "
-        "cell mean minus "
-        f"{reference}'s mean ({'negative' if direction == 'min' else 'positive'} is better).",
-        "",
-        "| cell | trials | failure rate | mean | difference | p (Holm) | best 10%: difference "
-        "| p (Holm) | expected best of 5 |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    ref = scores[reference]
-    lines.append(
-        f"| {reference} (reference) | {len(ref)} | {failures[reference]:.0%} | "
-        f"{_fmt(float(ref.mean()))} | - | - | - | - | "
-        f"{_fmt(expected_best(ref, 5, direction))} |"
-    )
-    for row in rows:
-        values = scores[row["cell"]]
-        a, t = row["all"], row["top"]
-        lines.append(
-            f"| {row['cell']} | {row['n']} | {failures[row['cell']]:.0%} | "
-            f"{_fmt(float(values.mean()))} | {a['difference']:+.4g} | {_p(a['p_holm'])} | "
-            f"{t['difference']:+.4g} | {_p(t['p_holm'])} | "
-            f"{_fmt(expected_best(values, 5, direction))} |"
-        )
-    lines += [
-        "",
-        "Expected best of k (Dodge et al. 2019): the best score k random trials of the cell "
-        "would find on average, from its trials so far.",
-        "",
-        "![expected best of k](report/expected_best.png)",
-        "",
-    ]
-    return lines
 
 
 def _open(directory: str) -> tuple[dict, list[dict]]:
@@ -259,11 +202,11 @@ def write_report(directory: str) -> str:
     for r in rows:
         sat = [f"{r['saturation'][g]:.0%}" if g in r["saturation"] else "-" for g in GATES]
         lines.append(
-            f"| {r['cell']} | {r['trials']} | {r['failed']} | {_fmt(r['best'])} | "
-            f"{_fmt(r['median'])} | {_fmt(r['memory_span'])} | " + " | ".join(sat) + " |"
+            f"| {r['cell']} | {r['trials']} | {r['failed']} | {fmt(r['best'])} | "
+            f"{fmt(r['median'])} | {fmt(r['memory_span'])} | " + " | ".join(sat) + " |"
         )
     lines += ["", "Baselines (on the validation data):", ""]
-    lines += [f"- {name}: {_fmt(value)}" for name, value in task.baselines.items()]
+    lines += [f"- {name}: {fmt(value)}" for name, value in task.baselines.items()]
     lines += [
         "",
         "Memory span: the median over trials of each trial's median age, in steps, of what "
@@ -276,6 +219,8 @@ def write_report(directory: str) -> str:
         "",
     ]
     lines += comparison(scores, failures, direction, spec["cells"])
+    if spec["tuner"] == "paired":
+        lines += paired_comparison(trials, direction, scores, spec["cells"])
     lines += [
         "## Hyperparameter importance",
         "",
@@ -308,8 +253,8 @@ def write_report(directory: str) -> str:
     ]
     ordered = sorted(done, key=lambda t: t["score"] if direction == "min" else -t["score"])
     for t in ordered[:10]:
-        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in t["values"].items() if k != "cell")
-        lines.append(f"| {t['id']} | {t['cell']} | {_fmt(t['score'])} | {shown} |")
+        shown = ", ".join(f"{k}={fmt(v)}" for k, v in t["values"].items() if k != "cell")
+        lines.append(f"| {t['id']} | {t['cell']} | {fmt(t['score'])} | {shown} |")
     failed = [t for t in trials if t["status"] not in ("COMPLETED", "RUNNING")]
     if failed:
         lines += ["", "## Failed trials", ""]

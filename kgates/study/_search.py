@@ -14,6 +14,7 @@ import keras_tuner
 from kgates.inspect._events import EventWriter
 from kgates.study._directory import PROJECT, TUNER_NAMES, atomic_write
 from kgates.study._hypermodel import GateHyperModel
+from kgates.study._oracles import CellsInTurnOracle, PairedOracle
 from kgates.study._tasks import Task
 
 
@@ -114,7 +115,9 @@ class _GateSearch:
         return os.path.join(self.project_dir, "tuner0.json")
 
     def run_trial(self, trial, *args, **kwargs):
-        keras.utils.set_random_seed(self.hypermodel.seed * 10007 + int(trial.trial_id))
+        # one weight seed per trial; a paired search gives a configuration's cells one
+        index = getattr(self.oracle, "weight_index", lambda t: int(t.trial_id))(trial)
+        keras.utils.set_random_seed(self.hypermodel.seed * 10007 + index)
         try:
             return super().run_trial(trial, *args, **kwargs)
         except OSError as error:
@@ -211,37 +214,28 @@ def repair_stranded(oracle) -> list[str]:
     return stranded  # the caller saves the oracle
 
 
-class CellsInTurnOracle(keras_tuner.oracles.RandomSearchOracle):
-    """Random search in which trial k runs the k-th cell in turn (NP, GRU, CIFG, NFG,
-    NP, ...) and draws the rest at random: a small search compares every cell it
-    names, equally often."""
-
-    def _random_values(self):
-        cell = next((hp for hp in self.hyperparameters.space if hp.name == "cell"), None)
-        if cell is None or not hasattr(cell, "values"):
-            return super()._random_values()
-        turn = cell.values[len(self.trials) % len(cell.values)]  # earlier trials, resumed too
-        cell.random_sample = lambda seed=None: turn
-        try:
-            return super()._random_values()
-        finally:
-            del cell.random_sample
-
-
 class GateRandomSearch(_GateSearch, keras_tuner.Tuner):
     """Random search over kgates cells, each cell in turn (`CellsInTurnOracle`), with
     kgates's per-trial logging."""
 
+    oracle_class = CellsInTurnOracle
+
     def __init__(
         self, hypermodel, objective, max_trials, seed, max_consecutive_failed_trials, **kwargs
     ):
-        oracle = CellsInTurnOracle(
+        oracle = self.oracle_class(
             objective=objective,
             max_trials=max_trials,
             seed=seed,
             max_consecutive_failed_trials=max_consecutive_failed_trials,
         )
         super().__init__(oracle, hypermodel, **kwargs)
+
+
+class GatePairedSearch(GateRandomSearch):
+    """Every cell on the same configurations and weight seeds (`PairedOracle`)."""
+
+    oracle_class = PairedOracle
 
 
 class GateBayesianOptimization(_GateSearch, keras_tuner.BayesianOptimization):
@@ -252,7 +246,12 @@ class GateHyperband(_GateSearch, keras_tuner.Hyperband):
     """`keras_tuner.Hyperband` with kgates's per-trial logging."""
 
 
-TUNERS = dict(zip(TUNER_NAMES, (GateRandomSearch, GateBayesianOptimization, GateHyperband)))
+TUNERS = dict(
+    zip(
+        TUNER_NAMES,
+        (GateRandomSearch, GateBayesianOptimization, GateHyperband, GatePairedSearch),
+    )
+)
 
 
 def _duration(seconds: float) -> str:

@@ -1,0 +1,61 @@
+"""Keras Tuner oracles that compare cells fairly: each cell in turn, and every cell on
+the same configurations (for paired comparisons)."""
+
+from __future__ import annotations
+
+import warnings
+
+import keras_tuner
+
+
+class CellsInTurnOracle(keras_tuner.oracles.RandomSearchOracle):
+    """Random search in which trial k runs the k-th cell in turn (NP, GRU, CIFG, NFG,
+    NP, ...) and draws the rest at random: a small search compares every cell it
+    names, equally often."""
+
+    def _random_values(self):
+        cell = next((hp for hp in self.hyperparameters.space if hp.name == "cell"), None)
+        if cell is None or not hasattr(cell, "values"):
+            return super()._random_values()
+        turn = cell.values[len(self.trials) % len(cell.values)]  # earlier trials, resumed too
+        cell.random_sample = lambda seed=None: turn
+        try:
+            return super()._random_values()
+        finally:
+            del cell.random_sample
+
+
+def _fixed(value):
+    return lambda seed=None: value
+
+
+class PairedOracle(CellsInTurnOracle):
+    """Every cell on the same configurations: trial k runs cell k mod C on configuration
+    k // C. Configuration j is point j of a scrambled Sobol sequence (seeded by the
+    search) mapped onto the other hyperparameters, and its trials share one weight
+    seed, so cells can be compared pair by pair (`kgates report`)."""
+
+    def _cells(self) -> int:
+        cell = next((hp for hp in self.hyperparameters.space if hp.name == "cell"), None)
+        return len(cell.values) if cell is not None and hasattr(cell, "values") else 1
+
+    def weight_index(self, trial) -> int:
+        return int(trial.trial_id) // self._cells()
+
+    def _random_values(self):
+        from scipy.stats import qmc
+
+        others = [hp for hp in self.hyperparameters.space if hp.name != "cell"]
+        config = len(self.trials) // self._cells()
+        if not others:
+            return super()._random_values()
+        with warnings.catch_warnings():  # balance needs 2^m points; any prefix is fine
+            warnings.simplefilter("ignore", UserWarning)
+            point = qmc.Sobol(len(others), scramble=True, seed=self.seed).random(config + 1)
+        for hp, u in zip(others, point[config]):
+            hp.random_sample = _fixed(hp.prob_to_value(float(u)))
+        try:
+            return super()._random_values()
+        finally:
+            for hp in others:
+                del hp.random_sample
