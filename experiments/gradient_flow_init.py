@@ -41,28 +41,25 @@ BOOTSTRAP = 2000
 RATIO = 0.01
 
 
-def _lstm(forget_bias):
-    def make(units, length, seed):
-        layer = keras.layers.LSTM(units, unit_forget_bias=False, name="rnn")
-        return layer, forget_bias
-
-    return make
+def _lstm(units):
+    return keras.layers.LSTM(units, unit_forget_bias=False, name="rnn")
 
 
-MODELS = {
-    "SimpleRNN": lambda units, length, seed: (keras.layers.SimpleRNN(units, name="rnn"), None),
-    "GRU": lambda units, length, seed: (keras.layers.GRU(units, name="rnn"), None),
-    "LSTM b_f=0": _lstm(0.0),
-    "LSTM b_f=1": _lstm(1.0),
-    "LSTM b_f=2": _lstm(2.0),
-    "LSTM chrono": _lstm("chrono"),
-    "NFG": lambda units, length, seed: (kgates.LSTM(units, variant="NFG", name="rnn"), None),
+MODELS = {  # name: (layer of `units`, forget-gate bias to set, if any)
+    "SimpleRNN": (lambda units: keras.layers.SimpleRNN(units, name="rnn"), None),
+    "GRU": (lambda units: keras.layers.GRU(units, name="rnn"), None),
+    "LSTM b_f=0": (_lstm, 0.0),
+    "LSTM b_f=1": (_lstm, 1.0),
+    "LSTM b_f=2": (_lstm, 2.0),
+    "LSTM chrono": (_lstm, "chrono"),
+    "NFG": (lambda units: kgates.LSTM(units, variant="NFG", name="rnn"), None),
 }
 
 
 def build(name: str, size: dict, length: int, seed: int):
     keras.utils.set_random_seed(seed)
-    layer, forget_bias = MODELS[name](size["units"], length, seed)
+    make, forget_bias = MODELS[name]
+    layer = make(size["units"])
     model = keras.Sequential([keras.Input((length, 2)), layer, keras.layers.Dense(1)])
     model.compile("adam", "mse")
     units = size["units"]
@@ -77,11 +74,12 @@ def build(name: str, size: dict, length: int, seed: int):
 
 def predicted_reach(layer, steps: int) -> int | None:
     """Reach of sqrt(mean_u sigma(b_u)^(2k)) over k = 0 .. steps-1 (cell path only)."""
-    cell = layer.cell
-    if isinstance(layer, kgates.LSTM) or not isinstance(cell, keras.layers.LSTMCell):
-        return steps if isinstance(layer, kgates.LSTM) else None  # NFG: f = 1
-    units = cell.units
-    b = np.asarray(keras.ops.convert_to_numpy(cell.bias))[units : 2 * units].astype(np.float64)
+    if isinstance(layer, kgates.LSTM):
+        return steps  # NFG: f = 1
+    if not isinstance(layer, keras.layers.LSTM):
+        return None
+    units = layer.cell.units
+    b = np.asarray(keras.ops.convert_to_numpy(layer.cell.bias), np.float64)[units : 2 * units]
     keep = 1.0 / (1.0 + np.exp(-b))
     k = np.arange(steps)[:, None]
     curve = np.sqrt(np.mean(keep[None, :] ** (2 * k), axis=1))
@@ -90,7 +88,7 @@ def predicted_reach(layer, steps: int) -> int | None:
 
 def bootstrap_median(values, rng) -> tuple[float, float, float]:
     values = np.asarray(values, np.float64)
-    draws = rng.choice(values, (BOOTSTRAP, len(values))).astype(np.float64)
+    draws = rng.choice(values, (BOOTSTRAP, len(values)))
     medians = np.median(draws, axis=1)
     return float(np.median(values)), *np.quantile(medians, [0.025, 0.975]).tolist()
 

@@ -29,6 +29,7 @@ from kgates.inspect._explorer import (
 )
 from kgates.inspect._gradflow import GradientFlow
 from kgates.inspect._trace import Tracer
+from kgates.inspect._units import rank_units
 
 
 class TensorBoard(keras.callbacks.TensorBoard):
@@ -297,13 +298,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
 
     def explorer_summary(self, traced: dict):
         """The explorer record (plugin `kgates`) of a traced probe."""
-        table = None
-        if self.annotations:
-            from kgates.inspect._units import find_units
-
-            table = units_rows(
-                find_units(self.model, self.probe_x, self.annotations, self.probe_mask, self.layers)
-            )
+        table = units_rows(rank_units(traced, self.annotations)) if self.annotations else None
         sequences, steps, units = self.explorer_bounds
         first = keras.tree.flatten(self.probe_x)[0]
         meta, arrays = explorer_record(

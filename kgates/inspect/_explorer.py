@@ -158,7 +158,11 @@ def explorer_record(
             arrays[f"{name}/{key}"] = data
             keys.append(key)
             real = data[valid].astype(np.float32)  # (real steps, units)
-            q = np.quantile(real, QUANTILES, axis=0).T if len(real) else np.zeros((kept, 5))
+            q = (
+                np.quantile(real, QUANTILES, axis=0).T
+                if len(real)
+                else np.zeros((kept, len(QUANTILES)))
+            )
             quantiles[key] = np.round(q, 4).tolist()
         kind = None
         if has_memory(gates):

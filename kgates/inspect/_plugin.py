@@ -339,9 +339,9 @@ def show(
             raise ValueError(f"kgates.show: {str(error).replace('probe_text', 'text')}") from None
     table = None
     if annotations:
-        from kgates.inspect._units import find_units
+        from kgates.inspect._units import rank_units
 
-        table = units_rows(find_units(model, x, annotations, mask, layers))
+        table = units_rows(rank_units(traced, annotations))
     backwards = {p.name: p.layer.go_backwards for p in tracer.parts}
     meta, arrays = explorer_record(traced, backwards, first, tokens, table, sequences, steps, units)
     return Explorer(explorer_html({"kgates.show": {0: (meta, arrays)}}))

@@ -137,7 +137,11 @@ def find_units(
         raise ValueError("kgates.find_units: `annotations` must be a non-empty dict.")
     if not 0.0 < held_out < 1.0:
         raise ValueError(f"kgates.find_units: `held_out` must be in (0, 1), got {held_out!r}.")
-    traced = trace(model, x, mask, layers)
+    return rank_units(trace(model, x, mask, layers), annotations, held_out, seed)
+
+
+def rank_units(traced: dict, annotations: dict, held_out: float = 0.25, seed: int = 0) -> Units:
+    """`find_units` on gates already traced (`kgates.trace`'s output)."""
     first = next(iter(next(iter(traced.values())).values()))
     batch_steps = first.shape[:2]
     valid = ~np.ma.getmaskarray(first)[..., 0]

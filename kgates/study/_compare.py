@@ -170,7 +170,7 @@ def fanova_importance(trials: list[dict], names: list[str], seed: int = 0) -> di
     from optuna.distributions import CategoricalDistribution, FloatDistribution
     from optuna.importance import FanovaImportanceEvaluator
 
-    done = [t for t in trials if t["status"] == "COMPLETED" and np.isfinite(t["score"] or np.nan)]
+    done = [t for t in trials if not _failed(t)]
     shared = [n for n in names if all(n in t["values"] for t in done)]
     distributions = {}
     for name in shared:
@@ -210,9 +210,14 @@ def _p(value: float) -> str:
     return f"{value:.3g}" if np.isfinite(value) else "-"
 
 
+def reference_cell(scores: dict, cells) -> str:
+    """V when the search has it, else its first cell with scores."""
+    return REFERENCE if REFERENCE in scores else next(c for c in cells if c in scores)
+
+
 def comparison(scores: dict, failures: dict, direction: str, cells) -> list[str]:
     """The report's section comparing each cell with the reference cell."""
-    reference = REFERENCE if REFERENCE in scores else next(c for c in cells if c in scores)
+    reference = reference_cell(scores, cells)
     rows = against_reference(scores, direction, reference)
     lines = [f"## Cells against {reference}", ""]
     if not rows:
@@ -258,7 +263,7 @@ def comparison(scores: dict, failures: dict, direction: str, cells) -> list[str]
 def paired_comparison(trials: list[dict], direction: str, scores: dict, cells) -> list[str]:
     """The report's section of a paired search: each cell against the reference on the
     configurations both ran."""
-    reference = REFERENCE if REFERENCE in scores else next(c for c in cells if c in scores)
+    reference = reference_cell(scores, cells)
     rows = paired_against_reference(trials, direction, reference, len(cells))
     lines = [f"### Paired: the same configurations and weight seeds as {reference}", ""]
     if not rows:
