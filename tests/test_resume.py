@@ -6,6 +6,7 @@ written to run again."""
 import json
 import os
 import socket
+import threading
 import time
 
 import pytest
@@ -22,8 +23,8 @@ TINY = {"samples": 64, "length": 8}
 TINY_ARGS = ["--samples", "64", "--length", "8", "--units", "4", "--layers", "1"]
 
 
-def _tuner(directory: str, max_trials: int):
-    spec = _directory.open_search(directory, sizes=TINY, max_trials=max_trials)
+def _tuner(directory: str, max_trials: int, tuner: str = "random"):
+    spec = _directory.open_search(directory, sizes=TINY, max_trials=max_trials, tuner=tuner)
     task = kgates.make_task(spec["task"], spec["seed"], **spec["sizes"])
     hypermodel = kgates.GateHyperModel(task, spec["cells"], spec["seed"], **spec["space"])
     _directory.write_spec(directory, spec)
@@ -65,6 +66,41 @@ def test_a_search_resumes_whichever_mode_wrote_it(tmp_path, monkeypatch):
     assert sorted(alone.oracle.trials) == ["0", "1"]  # and alone again
     assert _run_one(alone.oracle, "tuner0") == "2"
     assert all(t.status == "COMPLETED" for t in alone.oracle.trials.values())
+
+
+@pytest.mark.parametrize("tuner", ["random", "bayesian", "hyperband", "paired"])
+def test_no_reader_ever_sees_a_search_file_half_written(tmp_path, monkeypatch, tuner):
+    # Workers and copies read the search while the chief writes it (Keras Tuner
+    # itself truncates, then writes, in place).
+    directory = str(tmp_path / "search")
+    _as_chief(monkeypatch, False)
+    search = _tuner(directory, 2, tuner)
+    trial = search.oracle.create_trial("tuner0")
+    project = os.path.join(directory, "search")
+    paths = [os.path.join(project, name) for name in ("oracle.json", "tuner0.json")]
+    paths.append(os.path.join(project, f"trial_{trial.trial_id}", "trial.json"))
+    damaged, done = [], threading.Event()
+
+    def read():
+        while not done.is_set():
+            for path in paths:
+                with open(path) as f:
+                    text = f.read()
+                try:
+                    json.loads(text)
+                except ValueError:
+                    damaged.append(os.path.basename(path))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for _ in range(300):
+            search.save()  # oracle.json and tuner0.json
+            search.oracle._save_trial(trial)
+    finally:
+        done.set()
+        reader.join()
+    assert damaged == []
 
 
 def test_a_trial_cut_off_between_keras_tuners_two_files_runs_again(tmp_path, monkeypatch):

@@ -3,12 +3,38 @@ the same configurations (for paired comparisons)."""
 
 from __future__ import annotations
 
+import json
+import os
 import warnings
 
 import keras_tuner
 
+from kgates.study._directory import atomic_write
 
-class CellsInTurnOracle(keras_tuner.oracles.RandomSearchOracle):
+
+class AtomicSaves:
+    """Writes `oracle.json` and every `trial.json` through a temporary file and a
+    rename (Keras Tuner writes them in place): a kill mid-write leaves the last whole
+    file, and a worker reading the search never sees one half-written."""
+
+    def save(self):
+        state = json.dumps(self.get_state())
+        atomic_write(self._get_oracle_fname(), state, self._project_dir)
+
+    def _save_trial(self, trial):
+        path = os.path.join(self._get_trial_dir(trial.trial_id), "trial.json")
+        atomic_write(path, json.dumps(trial.get_state()), self._project_dir)
+
+
+class BayesianOracle(AtomicSaves, keras_tuner.oracles.BayesianOptimizationOracle):
+    """Keras Tuner's Bayesian optimization oracle with whole-file saves."""
+
+
+class HyperbandOracle(AtomicSaves, keras_tuner.oracles.HyperbandOracle):
+    """Keras Tuner's Hyperband oracle with whole-file saves."""
+
+
+class CellsInTurnOracle(AtomicSaves, keras_tuner.oracles.RandomSearchOracle):
     """Random search in which trial k runs the k-th cell in turn (NP, GRU, CIFG, NFG,
     NP, ...) and draws the rest at random: a small search compares every cell it
     names, equally often."""

@@ -14,7 +14,7 @@ import keras_tuner
 from kgates.inspect._events import EventWriter
 from kgates.study._directory import PROJECT, TUNER_NAMES, atomic_write
 from kgates.study._hypermodel import GateHyperModel
-from kgates.study._oracles import CellsInTurnOracle, PairedOracle
+from kgates.study._oracles import BayesianOracle, CellsInTurnOracle, HyperbandOracle, PairedOracle
 from kgates.study._tasks import Task
 
 
@@ -80,13 +80,26 @@ def run_name(trial_id: str, values: dict) -> str:
 class _GateSearch:
     """What every kgates search adds to its Keras Tuner tuner: per-trial TensorBoard
     runs with HParams on every backend, a seed per trial, a record of each run of a
-    trial (`runs.jsonl`), its gate statistics (`gates.json`) and progress lines."""
+    trial (`runs.jsonl`), its gate statistics (`gates.json`) and progress lines. Its
+    oracle (`oracle_class`, built from the keyword arguments other than the tuner's)
+    writes the search's files whole."""
 
-    def __init__(self, *args, **kwargs):
+    oracle_class: type = CellsInTurnOracle
+
+    def __init__(self, hypermodel, directory: str, project_name: str, **oracle_args):
         self._boards = {}
         self._started = {}
         self._durations = []  # of the trials this process ran
-        super().__init__(*args, **kwargs)
+        oracle = self.oracle_class(**oracle_args)
+        # Keras Tuner's own subclasses only build their oracle: Tuner does the rest.
+        keras_tuner.Tuner.__init__(
+            self, oracle, hypermodel, directory=directory, project_name=project_name
+        )
+
+    def save(self):
+        if not self._is_worker():
+            self.oracle.save()
+        atomic_write(self._get_tuner_fname(), json.dumps(self.get_state()), self.project_dir)
 
     def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
         # Keras Tuner does this on TensorFlow only (with tf.summary): here
@@ -220,17 +233,6 @@ class GateRandomSearch(_GateSearch, keras_tuner.Tuner):
 
     oracle_class = CellsInTurnOracle
 
-    def __init__(
-        self, hypermodel, objective, max_trials, seed, max_consecutive_failed_trials, **kwargs
-    ):
-        oracle = self.oracle_class(
-            objective=objective,
-            max_trials=max_trials,
-            seed=seed,
-            max_consecutive_failed_trials=max_consecutive_failed_trials,
-        )
-        super().__init__(oracle, hypermodel, **kwargs)
-
 
 class GatePairedSearch(GateRandomSearch):
     """Every cell on the same configurations and weight seeds (`PairedOracle`)."""
@@ -241,9 +243,13 @@ class GatePairedSearch(GateRandomSearch):
 class GateBayesianOptimization(_GateSearch, keras_tuner.BayesianOptimization):
     """`keras_tuner.BayesianOptimization` with kgates's per-trial logging."""
 
+    oracle_class = BayesianOracle
+
 
 class GateHyperband(_GateSearch, keras_tuner.Hyperband):
     """`keras_tuner.Hyperband` with kgates's per-trial logging."""
+
+    oracle_class = HyperbandOracle
 
 
 TUNERS = dict(

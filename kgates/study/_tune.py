@@ -72,7 +72,10 @@ def tune(
         data=data,
         objective=objective,
     )
-    check_project(directory)
+    tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "chief")
+    chief = tuner_id.startswith("chief")
+    if chief:  # workers reload nothing (the chief's oracle hands out the trials)
+        check_project(directory)
     task_ = spec_task(spec)
     epochs = spec["epochs"] or task_.epochs
     if task_.x_train.shape[0] < 2:
@@ -91,8 +94,6 @@ def tune(
     ]
     # One writer per directory: a single process or a chief; workers write
     # only their trials, which the chief hands out.
-    tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "chief")
-    chief = tuner_id.startswith("chief")
     with writer_lock(directory) if chief else worker_lock(directory, tuner_id):
         write_spec(directory, spec)
         search = make_tuner(hypermodel, spec, epochs, directory)
