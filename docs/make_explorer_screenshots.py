@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 import kgates
-from kgates.study._data import VOCABULARY, decode_text
+from kgates.study._code import VOCABULARY, decode_text
 
 RUN_CLI = "import sys, kgates_cli; sys.exit(kgates_cli.main())"
 

@@ -28,7 +28,7 @@ from matplotlib.patches import Rectangle
 from scipy import stats
 
 import kgates
-from kgates.study._data import ALPHABET, VOCABULARY
+from kgates.study._code import ALPHABET, VOCABULARY
 from kgates.study._tasks import bigram_loss
 
 FULL = {"samples": 4000, "length": 100, "units": 128, "epochs": 12, "probe": 400}

@@ -64,8 +64,8 @@ _LAZY = {
     "pattern_units": "kgates.inspect._explorer",
     # tier 3: studies
     "adding_problem": "kgates.study._data",
-    "annotate_code": "kgates.study._data",
-    "code_annotations": "kgates.study._data",
+    "annotate_code": "kgates.study._code",
+    "code_annotations": "kgates.study._code",
     "make_task": "kgates.study._tasks",
     "load_data": "kgates.study._own_data",
     "task_from_arrays": "kgates.study._own_data",

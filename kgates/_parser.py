@@ -151,6 +151,7 @@ SIZE_FLAGS = {
     "length": "steps per sequence",
     "delay": "blank steps between the symbols and their recall",
     "symbols": "symbols to recall",
+    "chorales": "chorales used, of the corpus's fixed order",
 }
 SPACE_FLAGS = {
     "units": (_list(int), "units per recurrent layer"),

@@ -7,7 +7,7 @@ import tokenize
 import numpy as np
 import pytest
 
-from kgates.study._data import (
+from kgates.study._code import (
     ALPHABET,
     CODE_ANNOTATIONS,
     annotate_code,

@@ -101,7 +101,7 @@ def test_gradient_flow_reaches_for_every_model(tmp_path):
 
 
 def test_the_bigram_baseline_worked_by_hand():
-    from kgates.study._data import VOCABULARY
+    from kgates.study._code import VOCABULARY
     from kgates.study._tasks import bigram_loss as bigram  # the code task's baseline
 
     # after character 1 the training data saw 2 once: add-one gives 2 / (V + 1)

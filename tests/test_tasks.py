@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from kgates.study._data import ALPHABET, code_text, copy_memory, digits, encode_text, stdlib_sources
+from kgates.study._code import ALPHABET, code_text, encode_text, stdlib_sources
+from kgates.study._data import copy_memory, digits
 from kgates.study._tasks import OBJECTIVES, TASKS, make_task, task_sizes
 
 
@@ -51,7 +52,7 @@ def test_encode_text_by_hand():
 
 
 def test_make_task_sizes_and_objectives():
-    assert set(TASKS) == set(OBJECTIVES) == {"adding", "copy", "digits", "code"}
+    assert set(TASKS) == set(OBJECTIVES) == {"adding", "copy", "digits", "code", "music"}
     assert task_sizes("copy") == {"samples": 2000, "delay": 20, "symbols": 5}
     task = make_task("copy", samples=16, delay=4, symbols=3)
     assert task.x_train.shape == (16, 10, 10) and task.objective == "val_accuracy"
@@ -91,7 +92,7 @@ def test_adding_baselines_by_hand():
 
 def test_code_characters_decode_back_to_their_text():
     # the Gates tab's tokens of a `kgates tune --task code` search
-    from kgates.study._data import decode_text, encode_text
+    from kgates.study._code import decode_text, encode_text
 
     text = "def f(x):\n\treturn {'a': 1}  # é"
     assert "".join(decode_text(encode_text(text))) == text.replace("é", "\ufffd")
@@ -103,3 +104,27 @@ def test_the_code_task_reports_the_bigram_beside_the_unigram():
     assert task.baseline == unigram
     # Python source: the current character tells a lot about the next one
     assert 0 < bigram < unigram < np.log(task.outputs)
+
+
+def test_the_code_task_splits_files_by_a_hash_of_their_paths():
+    from kgates.study._code import code_corpus, code_windows, encode_text
+
+    corpus = code_corpus()
+    paths = {part: set(about["paths"]) for part, about in corpus.items()}
+    assert not (paths["train"] & paths["val"] or paths["train"] & paths["test"])
+    assert paths["train"] | paths["val"] | paths["test"] == set(stdlib_sources())
+    assert corpus["train"]["characters"] >= 1_000_000 and corpus["train"]["files"] >= 100
+    assert corpus["val"]["files"] >= 20 and corpus["test"]["files"] >= 20
+    a, b = code_windows(20, 30, seed=0), code_windows(20, 30, seed=1)
+    assert not np.array_equal(a["train"][0], b["train"][0])  # fresh for each seed
+    for part in ("val", "test"):  # the same for every seed
+        np.testing.assert_array_equal(a[part][0], b[part][0])
+    # every window is a piece of one file of its own part
+    texts = {}
+    for part in ("train", "test"):
+        texts[part] = [encode_text(open(p, encoding="utf-8", errors="replace").read()).tobytes()
+                       for p in sorted(paths[part])]  # fmt: skip
+    for part in ("train", "test"):
+        for x, y in zip(*a[part]):
+            window = np.concatenate([x, y[-1:]]).astype("int32").tobytes()
+            assert any(window in text for text in texts[part])

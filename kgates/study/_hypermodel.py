@@ -14,6 +14,14 @@ from kgates.study._choices import CELLS, check_space
 from kgates.study._tasks import Task
 
 
+@keras.saving.register_keras_serializable(package="kgates")
+def key_nll(y_true, logits):
+    """Bernoulli negative log-likelihood of every label, summed over the last axis
+    (nats per step, the usual score of polyphonic music models; the music task's loss)."""
+    nll = keras.ops.binary_crossentropy(y_true, logits, from_logits=True)
+    return keras.ops.sum(nll, axis=-1)
+
+
 def _has_forget_weights(cell: str) -> bool:
     """Whether an LSTM variant owns a forget gate whose bias can be set."""
     return cell in VARIANTS and cell not in ("NFG", "CIFG")

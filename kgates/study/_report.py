@@ -207,6 +207,11 @@ def write_report(directory: str) -> str:
         )
     lines += ["", "Baselines (on the validation data):", ""]
     lines += [f"- {name}: {fmt(value)}" for name, value in task.baselines.items()]
+    if task.about:  # what the data is made of, and the hash that names each split
+        lines += ["", "Data:", ""]
+        for part, about in task.about.items():
+            sizes = ", ".join(f"{v} {k}" for k, v in about.items() if k != "sha256")
+            lines.append(f"- {part}: {sizes} (list SHA-256 `{about['sha256'][:16]}`)")
     lines += [
         "",
         "Memory span: the median over trials of each trial's median age, in steps, of what "

@@ -7,14 +7,9 @@ import dataclasses
 
 import numpy as np
 
-from kgates.study._data import (
-    VOCABULARY,
-    adding_problem,
-    check_size,
-    code_text,
-    copy_memory,
-    digits,
-)
+from kgates.study._code import VOCABULARY, code_corpus, code_windows
+from kgates.study._data import adding_problem, check_size, copy_memory, digits
+from kgates.study._music import CHORALES, KEYS, bach_chorales, corpus_about, key_baselines
 
 # What each task's search optimises: a Keras log name and a direction.
 OBJECTIVES = {
@@ -22,13 +17,15 @@ OBJECTIVES = {
     "copy": ("val_accuracy", "max"),
     "digits": ("val_accuracy", "max"),
     "code": ("val_loss", "min"),
+    "music": ("val_loss", "min"),
 }
-EPOCHS = {"adding": 10, "copy": 10, "digits": 15, "code": 10}  # per trial, unless told
+EPOCHS = {"adding": 10, "copy": 10, "digits": 15, "code": 10, "music": 20}  # per trial, unless told
 ABOUT = {  # one line each, for `kgates tune --help`
     "adding": "sum the two marked values of a sequence (regression; Hochreiter 1997)",
     "copy": "recall symbols after a delay (classification; Arjovsky 2016)",
     "digits": "scikit-learn's 8x8 digits read row by row (classification)",
     "code": "next character of Python standard-library source (language model)",
+    "music": "next chord of Bach chorales, 88 keys (music21's corpus; Greff 2017's JSB task)",
 }
 
 
@@ -53,7 +50,14 @@ class Task:
         outputs: output classes (0 for regression).
         sequence_output: whether the head reads every step (or the last `answer` steps).
         answer: with `sequence_output`, how many final steps are scored (0: all).
-        targets: regression outputs per scored step (1 unless a user's data has more).
+        targets: regression outputs per scored step (1 unless a user's data has more),
+            or, with `multilabel`, labels per step.
+        multilabel: whether `targets` binary labels per step are scored by their
+            Bernoulli negative log-likelihood, summed over the labels (`key_nll`).
+        x_test, y_test: a held-out test split, when the task has one (never used
+            for selection).
+        about: what the data is made of, per split (files or pieces, their size,
+            and the SHA-256 of their list of names, which fixes the split).
     """
 
     name: str
@@ -73,6 +77,10 @@ class Task:
     answer: int = 0
     baselines: dict = dataclasses.field(default_factory=dict)
     targets: int = 1
+    multilabel: bool = False
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    about: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if not self.baselines:
@@ -95,7 +103,9 @@ class Task:
 
         if self.outputs:
             return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        return "mse"
+        from kgates.study._hypermodel import key_nll
+
+        return key_nll if self.multilabel else "mse"
 
     def metrics(self) -> list:
         return ["accuracy"] if self.objective.endswith("accuracy") else []
@@ -177,7 +187,11 @@ def bigram_loss(x_train, y_train, x_val, y_val) -> float:
 
 
 def _code(seed: int, samples: int = 2000, length: int = 100) -> Task:
-    x, y, x_val, y_val = code_text(samples, length, seed)
+    data = code_windows(samples, length, seed)
+    (x, y), (x_val, y_val), (x_test, y_test) = data["train"], data["val"], data["test"]
+    about = {
+        part: {k: v for k, v in d.items() if k != "paths"} for part, d in code_corpus().items()
+    }
     counts = np.bincount(y.ravel(), minlength=VOCABULARY) + 1.0
     baseline = float(-np.log(counts / counts.sum())[y_val].mean())  # unigram entropy
     bigram = bigram_loss(x, y, x_val, y_val)
@@ -196,10 +210,38 @@ def _code(seed: int, samples: int = 2000, length: int = 100) -> Task:
         vocabulary=VOCABULARY,
         outputs=VOCABULARY,
         sequence_output=True,
+        x_test=x_test,
+        y_test=y_test,
+        about=about,
     )
 
 
-TASKS = {"adding": _adding, "copy": _copy, "digits": _digits, "code": _code}
+def _music(seed: int, samples: int = 2000, length: int = 64, chorales: int = CHORALES) -> Task:
+    data = bach_chorales(samples, length, seed, chorales)
+    (x, y), (x_val, y_val), (x_test, y_test) = data["train"], data["val"], data["test"]
+    baselines = key_baselines(y, x_val, y_val)
+    return Task(
+        "music",
+        {"samples": samples, "length": length, "chorales": chorales},
+        x,
+        y,
+        x_val,
+        y_val,
+        *OBJECTIVES["music"],
+        EPOCHS["music"],
+        baselines["key frequencies"],
+        baselines=baselines,
+        timescale=length,
+        sequence_output=True,
+        targets=KEYS,
+        multilabel=True,
+        x_test=x_test,
+        y_test=y_test,
+        about=corpus_about(chorales),
+    )
+
+
+TASKS = {"adding": _adding, "copy": _copy, "digits": _digits, "code": _code, "music": _music}
 
 
 def task_sizes(name: str) -> dict:
@@ -213,7 +255,8 @@ def task_sizes(name: str) -> dict:
 
 
 def make_task(name: str, seed: int = 0, **sizes) -> Task:
-    """One of `TASKS` (`adding`, `copy`, `digits`, `code`), deterministic by `seed`.
+    """One of `TASKS` (`adding`, `copy`, `digits`, `code`, `music`), deterministic by
+    `seed`.
 
     Args:
         name: the task.

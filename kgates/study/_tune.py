@@ -12,7 +12,7 @@ import keras
 import keras_tuner
 
 from kgates.inspect._callback import TensorBoard
-from kgates.study._data import decode_text
+from kgates.study._code import decode_text
 from kgates.study._directory import (
     check_project,
     open_search,
