@@ -3,8 +3,11 @@
 backend; the studies run once (their parts are tested on every backend)."""
 
 import importlib.util
+import json
+import os
 import pathlib
 
+import keras
 import numpy as np
 import pytest
 from helpers import read_events
@@ -84,11 +87,50 @@ def test_lstm_vs_gru_matches_the_parameter_budget(tmp_path):
 
 
 @pytest.mark.once
-def test_forget_bias_curves_and_plot(tmp_path):
-    result = _load("forget_bias").main(["--smoke", "--png", str(tmp_path / "f.png")])
-    assert set(result["curves"]) == {"zero", "one", "chrono"}
-    assert all(len(runs[0]) == 2 for runs in result["curves"].values())  # one value per epoch
-    assert (tmp_path / "f.png").stat().st_size > 1000
+def test_forget_bias_stages_resume_and_pair_the_arms_by_seed(tmp_path, capsys):
+    study = _load("forget_bias")
+    out = str(tmp_path / "runs")
+    common = ["--smoke", "--out", out]
+    study.main(["pilot", *common, "--worker", "0/2"])
+    study.main(["pilot", *common, "--worker", "1/2"])
+    pilot = sorted(os.listdir(out))
+    assert len(pilot) == len(study.ARMS) * len(study.LRS)  # one seed each in --smoke
+    stamps = {name: os.path.getmtime(os.path.join(out, name)) for name in pilot}
+    capsys.readouterr()
+    study.main(["pilot", *common])  # resumed: nothing left to run
+    assert capsys.readouterr().out == ""
+    assert stamps == {name: os.path.getmtime(os.path.join(out, name)) for name in pilot}
+    study.main(["main", *common])
+    result = study.main(["report", *common, "--json", str(tmp_path / "r.json")])
+    assert set(result["arms"]) == set(study.ARMS)
+    assert all(a["runs"] == 2 for a in result["arms"].values())
+    assert {r["cell"] for r in result["against_b_f=1"]} == set(study.ARMS) - {"b_f=1"}
+    run = json.load(open(os.path.join(out, sorted(os.listdir(out))[0])))
+    assert len(run["val_loss"]) == len(run["test_loss"]) == run["epochs"] == 2
+
+
+def test_the_forget_bias_arms_set_the_biases_they_name():
+    study = _load("forget_bias")
+    task = study.task_data("adding-100", 0, smoke=True)
+    biases = {}
+    for arm in study.ARMS:
+        model = study.build(arm, task, seed=3, units=4, lr=1e-3)
+        layer = next(x for x in model.layers if isinstance(x, kgates.LSTM))
+        bias = keras.ops.convert_to_numpy(layer.cell.bias)
+        kernel = keras.ops.convert_to_numpy(layer.cell.kernel)
+        biases[arm] = {"i": bias[:4], "f": bias[4:8], "other": bias[8:], "kernel": kernel}
+    for value in (0, 1, 2):
+        np.testing.assert_array_equal(biases[f"b_f={value}"]["f"], value)
+        np.testing.assert_array_equal(biases[f"b_f={value}"]["i"], 0)
+    chrono, zero_i = biases["chrono"], biases["chrono, b_i=0"]
+    timescale = task.timescale  # b_f = log u, u in [1, T - 1]
+    assert np.all((chrono["f"] >= 0) & (chrono["f"] <= np.log(timescale - 1)))
+    np.testing.assert_array_equal(chrono["i"], -chrono["f"])
+    np.testing.assert_array_equal(zero_i["f"], chrono["f"])
+    np.testing.assert_array_equal(zero_i["i"], 0)
+    for arm in study.ARMS:  # nothing else differs between arms of one seed
+        np.testing.assert_array_equal(biases[arm]["other"], 0)
+        np.testing.assert_array_equal(biases[arm]["kernel"], biases["b_f=1"]["kernel"])
 
 
 @pytest.mark.once
