@@ -149,7 +149,7 @@ def _address(text: str) -> tuple[str, str]:
 SIZE_FLAGS = {
     "samples": "training sequences",
     "length": "steps per sequence",
-    "delay": "blank steps between the symbols and their recall",
+    "delay": "steps from the last symbol to the recall marker",
     "symbols": "symbols to recall",
     "chorales": "chorales used, of the corpus's fixed order",
 }

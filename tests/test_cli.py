@@ -77,9 +77,12 @@ def test_tune_help_explains_every_cell_task_and_default_epochs(capsys):
         assert f"  {code:<5} {about}" in text
     for task, about in ABOUT.items():
         assert f"  {task:<7} {about}" in text
-    assert "adding 10, copy 10, digits 15, code 10" in " ".join(text.split())
+    assert "adding 10, copy 10, digits 15, code 10, music 20" in " ".join(text.split())
     # each size option names the tasks that have it, with their defaults
-    assert "--delay DELAY blank steps between the symbols and their recall (copy 20)" in (
+    assert "--delay DELAY steps from the last symbol to the recall marker (copy 50)" in (
+        " ".join(text.split())
+    )
+    assert "--length LENGTH steps per sequence (adding 50, code 100, music 64)" in (
         " ".join(text.split())
     )
 

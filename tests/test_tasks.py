@@ -8,15 +8,27 @@ from kgates.study._tasks import OBJECTIVES, TASKS, make_task, task_sizes
 
 def test_copy_memory_worked_by_hand():
     x, y = copy_memory(n=40, delay=3, symbols=2, seed=1)
-    assert x.shape == (40, 2 + 3 + 2, 10) and y.shape == (40, 2)
+    assert x.shape == (40, 3 + 2 * 2, 10) and y.shape == (40, 7)
     steps = x.argmax(-1)
     np.testing.assert_array_equal(x.sum(-1), 1.0)  # one-hot
-    np.testing.assert_array_equal(steps[:, :2], y)  # the symbols, first
-    np.testing.assert_array_equal(steps[:, 2:5], 0)  # the delay: blanks
-    np.testing.assert_array_equal(steps[:, 5], 9)  # the marker
-    np.testing.assert_array_equal(steps[:, 6:], 0)  # the answer steps are blank
-    assert y.min() >= 1 and y.max() <= 8
+    np.testing.assert_array_equal(steps[:, 2:4], 0)  # delay - 1 blanks
+    np.testing.assert_array_equal(steps[:, 4], 9)  # the marker, `delay` steps on
+    np.testing.assert_array_equal(steps[:, 5:], 0)  # the answer steps are blank
+    np.testing.assert_array_equal(y[:, :5], 0)  # say blank until the marker's step
+    np.testing.assert_array_equal(y[:, 5:], steps[:, :2])  # then the symbols, in order
+    assert steps[:, :2].min() >= 1 and steps[:, :2].max() <= 8
     np.testing.assert_array_equal(copy_memory(40, 3, 2, seed=1)[0], x)
+
+
+def test_the_copy_baseline_is_a_model_that_says_blank_then_guesses():
+    task = make_task("copy", samples=8, delay=50, symbols=10)
+    assert task.baseline == pytest.approx(10 * np.log(8) / 70)  # Arjovsky et al.'s
+    # the same, worked out as the loss of such a model's logits on the validation data
+    logits = np.full(task.y_val.shape + (10,), -1e9)
+    logits[:, :-10, 0] = 0.0
+    logits[:, -10:, 1:9] = 0.0
+    loss = task.loss()(task.y_val, logits.astype("float32"))
+    assert float(loss) == pytest.approx(task.baseline, rel=1e-5)
 
 
 def test_digits_rows_are_sequences_and_split_is_stratified():
@@ -53,10 +65,10 @@ def test_encode_text_by_hand():
 
 def test_make_task_sizes_and_objectives():
     assert set(TASKS) == set(OBJECTIVES) == {"adding", "copy", "digits", "code", "music"}
-    assert task_sizes("copy") == {"samples": 2000, "delay": 20, "symbols": 5}
+    assert task_sizes("copy") == {"samples": 2000, "delay": 50, "symbols": 10}
     task = make_task("copy", samples=16, delay=4, symbols=3)
-    assert task.x_train.shape == (16, 10, 10) and task.objective == "val_accuracy"
-    assert task.timescale == 10 and task.answer == 3
+    assert task.x_train.shape == (16, 10, 10) and task.objective == "val_loss"
+    assert task.timescale == 10 and task.answer == 0 and task.y_train.shape == (16, 10)
     task = make_task("adding", samples=64, length=10)
     assert task.baseline == pytest.approx(np.mean((task.y_val - task.y_train.mean()) ** 2))
 
@@ -87,7 +99,6 @@ def test_adding_baselines_by_hand():
     )
     # the first marked value is uniform on [0, 1): what is left is its variance, 1/12
     assert task.baselines["recent marked value + 0.5"] == pytest.approx(1 / 12, abs=0.01)
-    assert make_task("copy", samples=8).baselines == {"chance": 1 / 8}
 
 
 def test_code_characters_decode_back_to_their_text():

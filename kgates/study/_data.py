@@ -47,34 +47,38 @@ def check_size(name: str, value, minimum: int) -> None:
 
 
 def copy_memory(
-    n: int = 2000, delay: int = 20, symbols: int = 5, seed: int = 0
+    n: int = 2000, delay: int = 50, symbols: int = 10, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The copy-memory task (Hochreiter & Schmidhuber 1997; Arjovsky et al. 2016).
+    """The copy-memory task in its standard layout (Hochreiter & Schmidhuber 1997;
+    Arjovsky et al. 2016).
 
-    A sequence shows `symbols` random symbols (classes 1..8), then `delay`
-    blanks (class 0), then a marker (class 9) after which the model must
-    repeat the symbols in order. Inputs are one-hot; the targets are the
-    `symbols` classes to recall. Guessing scores an accuracy of 1/8.
+    A sequence of `delay + 2 * symbols` steps shows `symbols` random symbols
+    (classes 1..8), then `delay - 1` blanks (class 0), then a marker (class 9),
+    then `symbols` blanks during which the model must repeat the symbols in order.
+    The target is a class at every step: blank until the marker, then the
+    symbols. Scored over the whole sequence, a model that says blank, then guesses
+    uniformly, gets a cross-entropy of `symbols * log 8 / (delay + 2 * symbols)`.
 
     Args:
         n: number of sequences. Default: 2000.
-        delay: blank steps between the symbols and the marker. Default: 20.
-        symbols: symbols to remember. Default: 5.
+        delay: steps from the last symbol to the marker (T), at least 1. Default: 50.
+        symbols: symbols to remember. Default: 10.
         seed: seed of the generator. Default: 0.
 
     Returns:
-        `(x, y)`: float32 one-hot inputs `(n, 2 * symbols + delay, 10)` and
-        int32 targets `(n, symbols)`; the model answers at the last `symbols`
-        steps.
+        `(x, y)`: float32 one-hot inputs `(n, delay + 2 * symbols, 10)` and int32
+        targets `(n, delay + 2 * symbols)`.
     """
     check_size("n", n, 1)
-    check_size("delay", delay, 0)
+    check_size("delay", delay, 1)
     check_size("symbols", symbols, 1)
     rng = np.random.default_rng(seed)
-    y = rng.integers(1, 9, (n, symbols)).astype("int32")
-    steps = np.zeros((n, 2 * symbols + delay), "int32")
-    steps[:, :symbols] = y
-    steps[:, symbols + delay] = 9
+    remembered = rng.integers(1, 9, (n, symbols)).astype("int32")
+    steps = np.zeros((n, delay + 2 * symbols), "int32")
+    steps[:, :symbols] = remembered
+    steps[:, symbols + delay - 1] = 9
+    y = np.zeros_like(steps)
+    y[:, -symbols:] = remembered
     return np.eye(10, dtype="float32")[steps], y
 
 
