@@ -386,3 +386,41 @@ def test_a_paired_search_runs_every_cell_on_the_same_configurations(tmp_path):
     text = open(report.write_report(directory)).read()
     assert "### Paired: the same configurations and weight seeds as NP" in text
     assert "| GRU" in text.split("### Paired")[1]
+
+
+def test_each_trial_keeps_its_curves_and_the_test_score_of_its_best_epoch(tmp_path):
+    directory = str(tmp_path / "copy")
+    sizes = {"samples": 64, "delay": 4, "symbols": 2}
+    search = kgates.tune(
+        directory, task="copy", cells=("NP",), max_trials=1, epochs=3, sizes=sizes,
+        space={"units": 4, "layers": 1}, gate_freq=0, verbose=0, patience=3,
+    )  # fmt: skip
+    (trial,) = report.load_trials(directory)
+    (curve,) = trial["curves"]
+    assert len(curve["val_loss"]) == len(curve["test_loss"]) == 3
+    best = int(np.argmin(curve["val_loss"]))  # validation chooses the epoch
+    assert trial["score"] == pytest.approx(curve["val_loss"][best])
+    assert trial["test"] == curve["test_loss"][best]
+    # the same number from the weights Keras Tuner kept of that epoch
+    task = kgates.make_task("copy", seed=0, **sizes)
+    model = search.load_model(search.oracle.get_trial(trial["id"]))
+    assert model.evaluate(task.x_test, task.y_test, verbose=0) == pytest.approx(
+        trial["test"], rel=1e-4
+    )
+    assert "## Held-out test" in open(kgates.write_report(directory)).read()
+
+
+def test_test_at_best_takes_the_epoch_validation_chose():
+    from kgates.study._curves import test_at_best
+
+    curves = [{"val_loss": [0.5, 0.2, float("nan"), 0.3], "test_loss": [0.6, 0.25, 9.0, 0.1]}]
+    got = test_at_best(curves, keras_tuner.Objective("val_loss", "min"))
+    assert (got["best_epoch"], got["test"]) == (1, 0.25)
+    curves = [{"val_accuracy": [0.1, 0.9, 0.5], "test_accuracy": [0.2, 0.8, 0.6]},
+              {"val_accuracy": [0.7, 0.3], "test_accuracy": [0.4, 0.9]}]  # fmt: skip
+    got = test_at_best(curves, keras_tuner.Objective("val_accuracy", "max"))
+    assert got["test"] == pytest.approx((0.8 + 0.4) / 2)  # mean over executions
+    assert (
+        test_at_best([{"val_loss": [0.1]}], keras_tuner.Objective("val_loss", "min"))["test"]
+        is None
+    )  # no test split

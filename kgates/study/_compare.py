@@ -285,3 +285,30 @@ def paired_comparison(trials: list[dict], direction: str, scores: dict, cells) -
             f"[{low:+.4g}, {high:+.4g}] | {_p(row['p_holm'])} |"
         )
     return lines + [""]
+
+
+def held_out(trials: list[dict], direction: str) -> list[str]:
+    """The report's section on the task's test split: per cell, the test score of
+    the trial that validation chose, and the median over its completed trials."""
+    tested = [t for t in trials if t.get("test") is not None and not _failed(t)]
+    if not tested:
+        return []
+    lines = [
+        "## Held-out test",
+        "",
+        "Validation chose; the test split, never used to choose, gives the numbers "
+        "(at the epoch of each trial's best validation score).",
+        "",
+        "| cell | trials | chosen trial | its validation | its test | median test |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    pick = min if direction == "min" else max
+    for cell in sorted({t["cell"] for t in tested}):
+        mine = [t for t in tested if t["cell"] == cell]
+        chosen = pick(mine, key=lambda t: t["score"])
+        median = float(np.median([t["test"] for t in mine]))
+        lines.append(
+            f"| {cell} | {len(mine)} | {chosen['id']} | {fmt(chosen['score'])} | "
+            f"{fmt(chosen['test'])} | {fmt(median)} |"
+        )
+    return [*lines, ""]

@@ -18,6 +18,7 @@ from kgates.study._compare import (
     comparison,
     fanova_importance,
     fmt,
+    held_out,
     paired_comparison,
     scores_by_cell,
 )
@@ -56,9 +57,11 @@ def load_trials(directory: str) -> list[dict]:
     for path in sorted(glob.glob(os.path.join(directory, PROJECT, "trial_*", "trial.json"))):
         data = read_json(path, ("trial_id", "hyperparameters", "status"))
         folder = os.path.dirname(path)
-        gates = {}
+        gates, curves = {}, {}
         if os.path.exists(os.path.join(folder, "gates.json")):
             gates = read_json(os.path.join(folder, "gates.json"))
+        if os.path.exists(os.path.join(folder, "curves.json")):
+            curves = read_json(os.path.join(folder, "curves.json"), ("executions",))
         values = {
             k: v for k, v in data["hyperparameters"]["values"].items() if not k.startswith("tuner/")
         }
@@ -71,6 +74,8 @@ def load_trials(directory: str) -> list[dict]:
             "cell": cell_label(values),
             "gates": gates,
             "message": (data.get("message") or "").strip().splitlines()[-1:],
+            "curves": curves.get("executions", []),
+            "test": curves.get("test"),
         }
         trial["completed"] = completed(trial)
         trial["saturation"] = trial_saturation(trial)
@@ -223,6 +228,7 @@ def write_report(directory: str) -> str:
         "![score by cell](report/score_by_cell.png)",
         "",
     ]
+    lines += held_out(trials, direction)
     lines += comparison(scores, failures, direction, spec["cells"])
     if spec["tuner"] == "paired":
         lines += paired_comparison(trials, direction, scores, spec["cells"])

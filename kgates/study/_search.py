@@ -12,6 +12,7 @@ import keras
 import keras_tuner
 
 from kgates.inspect._events import EventWriter
+from kgates.study._curves import TestScores, test_at_best
 from kgates.study._directory import PROJECT, TUNER_NAMES, atomic_write
 from kgates.study._hypermodel import GateHyperModel
 from kgates.study._oracles import BayesianOracle, CellsInTurnOracle, HyperbandOracle, PairedOracle
@@ -80,7 +81,8 @@ def run_name(trial_id: str, values: dict) -> str:
 class _GateSearch:
     """What every kgates search adds to its Keras Tuner tuner: per-trial TensorBoard
     runs with HParams on every backend, a seed per trial, a record of each run of a
-    trial (`runs.jsonl`), its gate statistics (`gates.json`) and progress lines. Its
+    trial (`runs.jsonl`), its gate statistics (`gates.json`), its learning curves with
+    the held-out test split's scores (`curves.json`) and progress lines. Its
     oracle (`oracle_class`, built from the keyword arguments other than the tuner's)
     writes the search's files whole."""
 
@@ -131,8 +133,16 @@ class _GateSearch:
         # one weight seed per trial; a paired search gives a configuration's cells one
         index = getattr(self.oracle, "weight_index", lambda t: int(t.trial_id))(trial)
         keras.utils.set_random_seed(self.hypermodel.seed * 10007 + index)
+        task = self.hypermodel.task
+        if task.x_test is not None:  # first, so that every later callback sees it
+            kwargs["callbacks"] = [TestScores(task), *kwargs.get("callbacks", [])]
         try:
-            return super().run_trial(trial, *args, **kwargs)
+            histories = super().run_trial(trial, *args, **kwargs)
+            curves = [getattr(h, "history", {}) for h in histories]
+            path = os.path.join(self.get_trial_dir(trial.trial_id), "curves.json")
+            curves = test_at_best(curves, self.oracle.objective)
+            atomic_write(path, json.dumps(curves), self.project_dir)
+            return histories
         except OSError as error:
             # Disk full, permissions...: the trial's files could not be written. Keras
             # Tuner would fail the trial for good; it is the machine, not the model:
