@@ -47,7 +47,7 @@ from kgates.study._data import adding_problem
 
 ARMS = ("b_f=0", "b_f=1", "b_f=2", "chrono", "chrono, b_i=0")
 REFERENCE = "b_f=1"
-LRS = (1e-3, 3e-3, 1e-2, 3e-2)
+LRS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 PILOT_SEEDS = (100, 101)
 SEEDS = tuple(range(12))
 TASKS = {  # name: (kgates task, sizes, epochs, "solved" below this test loss)
@@ -189,10 +189,14 @@ def plan(stage: str, name: str, out: str, smoke: bool) -> list[tuple]:
     if stage == "pilot":
         seeds = PILOT_SEEDS[: 1 if smoke else None]
         return [(arm, lr, seed) for arm in ARMS for lr in LRS for seed in seeds]
-    rates = chosen_rates(out, name)
-    missing = [arm for arm in ARMS if arm not in rates]
+    missing = [key for key in (_key("pilot", name, *run) for run in plan("pilot", name, out, smoke))
+               if not os.path.exists(os.path.join(out, f"{key}.json"))]  # fmt: skip
     if missing:
-        raise SystemExit(f"forget_bias: the pilot of {name} has no run of {missing}; run it first.")
+        raise SystemExit(
+            f"forget_bias: the pilot of {name} lacks {len(missing)} runs ({missing[0]}, ...); "
+            "run it first."
+        )
+    rates = chosen_rates(out, name)
     return [(arm, rates[arm], seed) for seed in SEEDS[: 2 if smoke else None] for arm in ARMS]
 
 
@@ -242,7 +246,54 @@ def report(out: str, name: str) -> dict:
         for r in runs
     ]  # fmt: skip
     paired = paired_against_reference(trials, "min", REFERENCE, len(ARMS))
-    return {"task": name, "spec": TASKS.get(name), "arms": arms, "against_b_f=1": paired}
+    return {
+        "task": name,
+        "spec": TASKS.get(name),
+        "arms": arms,
+        "against_b_f=1": paired,
+        "time_to_solve": time_to_solve(runs),
+    }
+
+
+def _censored(runs: list[dict]):
+    from scipy import stats
+
+    solved = [r["solved_epoch"] for r in runs if r["solved_epoch"] is not None]
+    budget = [r["epochs"] for r in runs if r["solved_epoch"] is None]
+    return stats.CensoredData(uncensored=solved, right=budget)
+
+
+def time_to_solve(runs: list[dict]) -> list[dict]:
+    """Epochs until the validation loss first fell below the task's "solved" line,
+    a run that never did censored at its budget: per arm the Kaplan-Meier median,
+    and each arm against b_f = 1 by the log-rank test (Holm across the four)."""
+    from scipy import stats
+
+    from kgates.study._compare import holm
+
+    if not runs or TASKS[runs[0]["task"]][3] is None:  # the task has no "solved" line
+        return []
+    rows = []
+    reference = [r for r in runs if r["arm"] == REFERENCE]
+    for arm in ARMS:
+        mine = [r for r in runs if r["arm"] == arm]
+        if not mine:
+            continue
+        curve = stats.ecdf(_censored(mine)).sf
+        below = np.flatnonzero(curve.probabilities <= 0.5)
+        row = {
+            "arm": arm,
+            "median_epochs": float(curve.quantiles[below[0]]) if len(below) else None,
+            "p": None,
+        }
+        events = any(r["solved_epoch"] is not None for r in mine + reference)
+        if arm != REFERENCE and reference and events:  # no run solved: nothing to test
+            row["p"] = float(stats.logrank(_censored(mine), _censored(reference)).pvalue)
+        rows.append(row)
+    tested = [r for r in rows if r["p"] is not None]
+    for row, adjusted in zip(tested, holm([r["p"] for r in tested])):
+        row["p_holm"] = adjusted
+    return rows
 
 
 def markdown(result: dict) -> str:
@@ -265,6 +316,13 @@ def markdown(result: dict) -> str:
             f"| {r['cell']} | {r['pairs']} | {r['shift']:+.4g} [{low:+.4g}, {high:+.4g}] | "
             f"{r['p']:.3g} | {r['p_holm']:.3g} |"
         )
+    if result["time_to_solve"]:
+        lines += ["", "| arm | median epochs to solve (Kaplan-Meier) | log-rank p | Holm p |"]
+        lines.append("| --- | ---: | ---: | ---: |")
+        for r in result["time_to_solve"]:
+            median = "not reached" if r["median_epochs"] is None else f"{r['median_epochs']:g}"
+            p = "-" if r["p"] is None else f"{r['p']:.3g} | {r['p_holm']:.3g}"
+            lines.append(f"| {r['arm']} | {median} | {p}{' | -' if r['p'] is None else ''} |")
     return "\n".join(lines)
 
 

@@ -190,3 +190,19 @@ def test_gradient_flow_init_predicts_and_compares_reach(tmp_path):
         "LSTM b_f=1 c vs SimpleRNN h",
         "LSTM b_f=1 c vs GRU h",
     }
+
+
+def test_the_forget_bias_time_to_solve_worked_by_hand():
+    study = _load("forget_bias")
+
+    def runs(arm, solved):
+        return [{"task": "adding-100", "arm": arm, "epochs": 25, "solved_epoch": e} for e in solved]
+
+    # b_f=1 solves at epochs 5 and 6, a third run never: Kaplan-Meier's median is 6
+    # (2/3 left after epoch 5, 1/3 after 6); b_f=0 never solves
+    rows = study.time_to_solve(runs("b_f=1", [5, 6, None]) + runs("b_f=0", [None] * 3))
+    by = {r["arm"]: r for r in rows}
+    assert by["b_f=1"]["median_epochs"] == 6 and by["b_f=0"]["median_epochs"] is None
+    assert 0 < by["b_f=0"]["p"] < 0.5 and by["b_f=1"]["p"] is None
+    nobody = study.time_to_solve(runs("b_f=1", [None] * 2) + runs("b_f=0", [None] * 2))
+    assert all(r["p"] is None for r in nobody)  # no event: no test
