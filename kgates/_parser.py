@@ -27,6 +27,16 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or not 0 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
@@ -205,6 +215,12 @@ def _add_tune(commands) -> None:
         choices=TUNER_NAMES,
         help="search algorithm; paired: every cell on the same configurations (a Sobol "
         f"sequence) and weight seeds, compared pair by pair (default: {DEFAULTS['tuner']})",
+    )
+    tune.add_argument(
+        "--margin",
+        type=_positive_float,
+        help="non-inferiority margin in the objective's units, fixed with the search: the "
+        "report of a paired search says which cells are no worse than V by it (default: none)",
     )
     tune.add_argument(
         "--max-trials",

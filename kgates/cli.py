@@ -53,7 +53,17 @@ def _tune(args, argv: list[str] | None = None) -> int:
             return 2
     given = {
         k: getattr(args, k)
-        for k in ("task", "cells", "tuner", "max_trials", "epochs", "seed", "data", "objective")
+        for k in (
+            "task",
+            "cells",
+            "tuner",
+            "max_trials",
+            "epochs",
+            "seed",
+            "data",
+            "objective",
+            "margin",
+        )  # fmt: skip
     }
     given["sizes"] = {k: getattr(args, k) for k in SIZE_FLAGS if getattr(args, k) is not None}
     given["space"] = {k: getattr(args, k) for k in SPACE_FLAGS if getattr(args, k) is not None}

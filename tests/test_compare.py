@@ -121,3 +121,26 @@ def test_paired_comparison_pairs_trials_by_configuration():
     assert row["shift"] == pytest.approx(hodges_lehmann(d))
     assert row["p"] == pytest.approx(stats.wilcoxon(d).pvalue)
     assert row["ci"][0] <= row["shift"] <= row["ci"][1]
+
+
+def test_no_worse_by_a_margin_by_hand():
+    from kgates.study._compare import non_inferior, paired_comparison
+
+    # min: worse is higher; the upper bound must stay below +margin
+    assert non_inferior((-0.02, 0.04), "min", 0.05)
+    assert not non_inferior((-0.02, 0.06), "min", 0.05)
+    # max: worse is lower; the lower bound must stay above -margin
+    assert non_inferior((-0.04, 0.02), "max", 0.05)
+    assert not non_inferior((-0.06, 0.5), "max", 0.05)
+    # in the report: a cell a hair worse than V on every configuration is no worse
+    # by a margin 10 times the hair, and not shown to be by a tenth of it
+    trials = []
+    for config, value in enumerate(np.linspace(0.3, 0.6, 10)):
+        trials.append({**_trial("V", value), "id": str(2 * config)})
+        trials.append({**_trial("NP", value + 0.01), "id": str(2 * config + 1)})
+    scores = {"V": None, "NP": None}
+    wide = paired_comparison(trials, "min", scores, ["V", "NP"], margin=0.1)
+    narrow = paired_comparison(trials, "min", scores, ["V", "NP"], margin=0.001)
+    assert any(line.startswith("| NP ") and line.endswith(" yes |") for line in wide)
+    assert any(line.startswith("| NP ") and line.endswith(" not shown |") for line in narrow)
+    assert "no worse than V by 0.1?" in "\n".join(wide)

@@ -184,6 +184,8 @@ def test_a_chief_on_a_busy_port_is_refused_before_writing(tmp_path, capsys):
         (["tune", "--reset-after", "maybe"], "argument --reset-after: expected true, false"),
         (["board", ".", "--port", "-1"], "argument --port: expected a port number"),
         (["board", ".", "--port", "65536"], "argument --port: expected a port number"),
+        (["tune", "--margin", "0"], "argument --margin: expected a positive number"),
+        (["tune", "--margin", "nan"], "argument --margin: expected a positive number"),
     ],
 )
 def test_bad_values_are_refused_by_the_parser(tmp_path, capsys, monkeypatch, args, match):
@@ -203,6 +205,9 @@ def test_a_different_search_in_the_directory_is_refused(tmp_path, capsys):
     assert code == 2 and "holds a different search" in err and "cells" in err
     code, err = _tune(capsys, "--directory", str(directory), "--task", "copy")
     assert code == 2 and "task: this directory has 'adding', asked for 'copy'" in err
+    # the non-inferiority margin is fixed with the search: not chosen after the fact
+    code, err = _tune(capsys, "--directory", str(directory), "--margin", "0.05")
+    assert code == 2 and "margin: this directory has None, asked for 0.05" in err
     assert os.listdir(directory) == [_directory.SPEC_FILE]
     assert json.loads((directory / _directory.SPEC_FILE).read_text()) == spec
 

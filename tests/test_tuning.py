@@ -369,6 +369,7 @@ def test_a_paired_search_runs_every_cell_on_the_same_configurations(tmp_path):
         directory,
         cells=("NP", "GRU"),
         tuner="paired",
+        margin=0.5,
         max_trials=6,
         epochs=1,
         sizes=TINY,
@@ -385,6 +386,7 @@ def test_a_paired_search_runs_every_cell_on_the_same_configurations(tmp_path):
     assert len(set(rates)) == 3 and all(3e-4 <= r <= 3e-2 for r in rates)
     text = open(report.write_report(directory)).read()
     assert "### Paired: the same configurations and weight seeds as NP" in text
+    assert "no worse than NP by 0.5?" in text  # the margin given with the search
     assert "| GRU" in text.split("### Paired")[1]
 
 

@@ -260,9 +260,19 @@ def comparison(scores: dict, failures: dict, direction: str, cells) -> list[str]
     return lines
 
 
-def paired_comparison(trials: list[dict], direction: str, scores: dict, cells) -> list[str]:
+def non_inferior(ci: tuple[float, float], direction: str, margin: float) -> bool:
+    """Whether a shift (cell - reference) is no worse than `margin`: the bound of its
+    95% interval on the worse side stays inside the margin (for "min", the upper
+    bound below +margin; for "max", the lower bound above -margin)."""
+    low, high = ci
+    return bool(high < margin) if direction == "min" else bool(low > -margin)
+
+
+def paired_comparison(
+    trials: list[dict], direction: str, scores: dict, cells, margin: float | None = None
+) -> list[str]:
     """The report's section of a paired search: each cell against the reference on the
-    configurations both ran."""
+    configurations both ran; with a `margin`, which cells are no worse than it."""
     reference = reference_cell(scores, cells)
     rows = paired_against_reference(trials, direction, reference, len(cells))
     lines = [f"### Paired: the same configurations and weight seeds as {reference}", ""]
@@ -275,15 +285,25 @@ def paired_comparison(trials: list[dict], direction: str, scores: dict, cells) -
         "interval over configurations, and the Wilcoxon signed-rank test, Holm-corrected "
         "across cells (-: no difference to test).",
         "",
-        "| cell | configurations | shift | 95% CI | p (Holm) |",
-        "| --- | ---: | ---: | --- | ---: |",
+        "| cell | configurations | shift | 95% CI | p (Holm) |"
+        + (f" no worse than {reference} by {margin:g}? |" if margin else ""),
+        "| --- | ---: | ---: | --- | ---: |" + (" --- |" if margin else ""),
     ]
     for row in rows:
         low, high = row["ci"]
+        verdict = ""
+        if margin:
+            verdict = " yes |" if non_inferior(row["ci"], direction, margin) else " not shown |"
         lines.append(
             f"| {row['cell']} | {row['pairs']} | {row['shift']:+.4g} | "
-            f"[{low:+.4g}, {high:+.4g}] | {_p(row['p_holm'])} |"
+            f"[{low:+.4g}, {high:+.4g}] | {_p(row['p_holm'])} |" + verdict
         )
+    if margin:
+        lines += [
+            "",
+            f"No worse: the interval's bound on the worse side lies within the margin "
+            f"{margin:g}, fixed with the search before it ran (a one-sided 2.5% test).",
+        ]
     return lines + [""]
 
 

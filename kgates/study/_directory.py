@@ -2,11 +2,10 @@
 
 A search lives in one directory:
 
-- `kgates_search.json`: what is searched (task, sizes, cells, space, tuner,
-  epochs, seed); a second run on the directory must ask for the same search;
-- `search/`: the Keras Tuner project (oracle state, one `trial_*` folder per
-  trial, with `runs.jsonl`, one line per time a tuner started the trial, and
-  `gates.json`, the trial's final gate statistics);
+- `kgates_search.json`: what is searched (task, sizes, cells, space, tuner, epochs,
+  seed, margin); a second run on the directory must ask for the same search;
+- `search/`: the Keras Tuner project (oracle state, one `trial_*` folder per trial,
+  with `runs.jsonl`, `gates.json` and `curves.json`: see the README);
 - `logs/trial_*`: each trial's TensorBoard run, named with its cell (`trial_3-GRU`):
   gate dashboards, Keras's logs, and its hyperparameters for the HParams dashboard.
 """
@@ -41,6 +40,7 @@ DEFAULTS = {
     "space": {},  # the hypermodel's SPACE
     "data": None,  # a .npz of your own instead of a task: {"file", "sha256"} once stored
     "objective": None,  # the task's own; with data, chosen by the targets unless told
+    "margin": None,  # non-inferiority margin, in the objective's units, fixed before the run
 }
 REQUIRED = ("task", "cells", "tuner", "max_trials", "epochs", "seed", "sizes", "space")
 RESUMABLE = ("max_trials",)  # what a resumed search may change
@@ -57,6 +57,7 @@ def search_spec(
     space: dict | None = None,
     data: str | dict | None = None,
     objective: str | None = None,
+    margin: float | None = None,
 ) -> dict:
     """What defines a search, validated and normalised (what `kgates_search.json` holds).
 
@@ -106,6 +107,9 @@ def search_spec(
         raise ValueError(f"`max_trials` must be a positive integer, got {max_trials!r}.")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"`seed` must be an integer >= 0, got {seed!r}.")
+    number = isinstance(margin, (int, float)) and not isinstance(margin, bool)
+    if margin is not None and not (number and margin > 0):
+        raise ValueError(f"`margin` must be a positive number, got {margin!r}.")
     return {
         "task": task,
         "sizes": sizes,
@@ -117,6 +121,7 @@ def search_spec(
         "seed": seed,
         "data": data,
         "objective": objective if data else None,
+        "margin": None if margin is None else float(margin),
     }
 
 

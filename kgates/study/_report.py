@@ -231,7 +231,7 @@ def write_report(directory: str) -> str:
     lines += held_out(trials, direction)
     lines += comparison(scores, failures, direction, spec["cells"])
     if spec["tuner"] == "paired":
-        lines += paired_comparison(trials, direction, scores, spec["cells"])
+        lines += paired_comparison(trials, direction, scores, spec["cells"], spec.get("margin"))
     lines += [
         "## Hyperparameter importance",
         "",

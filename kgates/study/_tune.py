@@ -38,6 +38,7 @@ def tune(
     space: dict | None = None,
     data: str | None = None,
     objective: str | None = None,
+    margin: float | None = None,
     gate_freq: int = 1,
     patience: int = 3,
     verbose="auto",
@@ -52,6 +53,9 @@ def tune(
             defaults (`DEFAULTS`: the adding task, cells NP, GRU, CIFG and
             NFG, 8 random trials, the task's epochs and sizes, seed 0); a
             stored search must agree with those given, except `max_trials`.
+        margin: the non-inferiority margin, in the objective's units, for the
+            report's "no worse than V" verdicts (a paired search); it is fixed with
+            the search, before any trial runs. Default: None (no verdicts).
         gate_freq: epochs between gate dashboards; 0 turns them off. Default: 1.
         patience: early stopping patience in epochs. Default: 3.
         verbose: Keras's `fit` verbosity. Default: "auto".
@@ -71,6 +75,7 @@ def tune(
         space=space,
         data=data,
         objective=objective,
+        margin=margin,
     )
     tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "chief")
     chief = tuner_id.startswith("chief")
