@@ -144,3 +144,23 @@ def test_no_worse_by_a_margin_by_hand():
     assert any(line.startswith("| NP ") and line.endswith(" yes |") for line in wide)
     assert any(line.startswith("| NP ") and line.endswith(" not shown |") for line in narrow)
     assert "no worse than V by 0.1?" in "\n".join(wide)
+
+
+def test_where_the_best_learning_rate_fell_by_hand():
+    from kgates.study._report import rate_edges
+
+    def trial(id_, cell, score, rate):
+        return {"id": id_, "cell": cell, "score": score, "values": {"learning_rate": rate}}
+
+    done = [trial("0", "V", 0.5, 1e-3), trial("1", "V", 0.9, 1e-4),  # V's best: 1e-3
+            trial("2", "NP", 0.4, 1.1e-4), trial("3", "NP", 0.6, 1e-3)]  # fmt: skip
+    lines = rate_edges(done, "min", [1e-4, 1e-2])
+    rows = {
+        line.split(" | ")[0][2:]: line
+        for line in lines
+        if line.startswith("| ") and "|" in line[2:]
+    }
+    assert "| 0 | 0.001 | 0.50 |  |" in rows["V"]  # the middle of the log range
+    position = np.log(1.1) / np.log(100)  # 0.02: at the low end
+    assert f"| 2 | 0.00011 | {position:.2f} | near an end" in rows["NP"]
+    assert rate_edges(done, "min", [1e-3]) == []  # a fixed rate: nothing to say

@@ -410,6 +410,7 @@ def test_each_trial_keeps_its_curves_and_the_test_score_of_its_best_epoch(tmp_pa
         trial["test"], rel=1e-4
     )
     assert "## Held-out test" in open(kgates.write_report(directory)).read()
+    assert os.path.getsize(os.path.join(directory, "report", "learning_curves.png")) > 1000
 
 
 def test_test_at_best_takes_the_epoch_validation_chose():

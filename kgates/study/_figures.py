@@ -54,6 +54,31 @@ def score_vs_learning_rate(trials, objective, path) -> None:
     _save(fig, path)
 
 
+def learning_curves(trials, objective, path) -> None:
+    """The objective per epoch: a faint line per trial, the median per cell in bold
+    (over the trials that reached the epoch); from each trial's `curves.json`."""
+    fig = Figure(figsize=(9, 4.5))
+    ax = fig.add_subplot()
+    for k, cell in enumerate(sorted({t["cell"] for t in trials})):
+        color = f"C{k % 10}"
+        runs = [c[objective] for t in trials if t["cell"] == cell for c in t["curves"][:1]
+                if c.get(objective)]  # fmt: skip
+        for run in runs:
+            ax.plot(np.arange(1, len(run) + 1), run, color=color, alpha=0.2, linewidth=0.8)
+        if runs:
+            longest = max(map(len, runs))
+            median = [np.nanmedian([r[e] for r in runs if len(r) > e]) for e in range(longest)]
+            ax.plot(np.arange(1, longest + 1), median, color=color, linewidth=2, label=cell)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(objective)
+    ax.set_title("Learning curves: a faint line per trial, the median per cell")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    fig.subplots_adjust(bottom=0.15)
+    _save(fig, path)
+
+
 def expected_best_curves(scores: dict, direction: str, objective, baselines, path) -> None:
     """Expected best score of k random trials of each cell, k = 1 .. trials."""
     from kgates.study._compare import expected_best

@@ -26,6 +26,7 @@ from kgates.study._directory import PROJECT, atomic_write, read_json, stored_sea
 from kgates.study._figures import (
     completed,
     expected_best_curves,
+    learning_curves,
     pinned_gates,
     saturation_by_cell,
     score_by_cell,
@@ -161,6 +162,30 @@ def summary(directory: str, top: int = 5) -> str:
     return "\n".join(lines)
 
 
+def rate_edges(done: list[dict], direction: str, searched) -> list[str]:
+    """Where each cell's best trial's learning rate fell in the searched range (on a
+    log scale, 0 at the low end, 1 at the high end): near an end, the cell's optimum
+    may lie outside the range, and its scores understate it."""
+    if len(searched) != 2 or searched[0] == searched[1]:
+        return []
+    low, high = np.log(searched[0]), np.log(searched[1])
+    lines = [
+        f"Where each cell's best learning rate fell in the range searched "
+        f"({searched[0]:g} to {searched[1]:g}, log scale, 0 to 1):",
+        "",
+        "| cell | best trial | learning rate | position | |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    pick = min if direction == "min" else max
+    for cell in sorted({t["cell"] for t in done}):
+        best = pick((t for t in done if t["cell"] == cell), key=lambda t: t["score"])
+        rate = best["values"].get("learning_rate")
+        position = (np.log(rate) - low) / (high - low)
+        edge = "near an end: widen the range" if not 0.1 <= position <= 0.9 else ""
+        lines.append(f"| {cell} | {best['id']} | {rate:.3g} | {position:.2f} | {edge} |")
+    return lines
+
+
 def _open(directory: str) -> tuple[dict, list[dict]]:
     spec = stored_search(directory)
     if spec is None:
@@ -181,6 +206,7 @@ def write_report(directory: str) -> str:
     score_png = os.path.join(pictures, "score_by_cell.png")
     score_by_cell(trials, rows, objective, task.baselines, score_png)
     score_vs_learning_rate(trials, objective, os.path.join(pictures, "score_vs_learning_rate.png"))
+    learning_curves(trials, objective, os.path.join(pictures, "learning_curves.png"))
     saturation_by_cell(rows, os.path.join(pictures, "saturation_by_cell.png"))
     scores, failures = scores_by_cell(trials, direction)
     best_png = os.path.join(pictures, "expected_best.png")
@@ -227,6 +253,8 @@ def write_report(directory: str) -> str:
         "",
         "![score by cell](report/score_by_cell.png)",
         "",
+        "![learning curves](report/learning_curves.png)",
+        "",
     ]
     lines += held_out(trials, direction)
     lines += comparison(scores, failures, direction, spec["cells"])
@@ -253,6 +281,7 @@ def write_report(directory: str) -> str:
             "| --- | ---: |",
         ]
         lines += [f"| {name} | {weight:.2f} |" for name, weight in ranked]
+    lines += ["", *rate_edges(done, direction, spec["space"].get("learning_rate", []))]
     lines += [
         "",
         "![score vs learning rate](report/score_vs_learning_rate.png)",
