@@ -16,7 +16,11 @@ command again and it goes on; `--worker K/N` shares a stage between processes):
 3. `report`: per arm the median test score (bootstrap 95% interval), failures
    (diverged runs, scored as the worst run of the stage) and runs solved; each arm
    against b_f = 1 paired by seed: Wilcoxon signed-rank, Hodges-Lehmann shift with a
-   bootstrap 95% interval, Holm across the four.
+   bootstrap 95% interval, Holm across the four; time to solve (Kaplan-Meier,
+   log-rank). And whether early gradient reach predicts the outcome: each main run's
+   model is rebuilt as it started, and the reach of ||dL/dc_t|| and ||dL/dh_t||
+   (`kgates.reach`, 1% of the peak) on 64 validation sequences is set against its
+   test score by Spearman's rank correlation, over all runs and within each arm.
 
 The score is the test loss at the epoch of best validation loss (validation selects,
 the test split is never used for it); the test split is drawn apart from both.
@@ -80,7 +84,9 @@ def _set_gate_bias(layer, gate: str, values) -> None:
 def build(arm: str, task, seed: int, units: int, lr: float) -> keras.Model:
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(task.x_train.shape[1:])
-    layer = kgates.LSTM(units, unit_forget_bias=False, return_sequences=task.sequence_output)
+    layer = kgates.LSTM(
+        units, unit_forget_bias=False, return_sequences=task.sequence_output, name="rnn"
+    )
     model = keras.Model(inputs, task.head(layer(inputs)))
     if arm.startswith("chrono"):
         kgates.set_chrono_bias(layer, task.timescale, seed)
@@ -247,12 +253,53 @@ def report(out: str, name: str) -> dict:
     ]  # fmt: skip
     paired = paired_against_reference(trials, "min", REFERENCE, len(ARMS))
     return {
+        "reach_vs_outcome": reach_vs_outcome(out, runs, worst),
         "task": name,
         "spec": TASKS.get(name),
         "arms": arms,
         "against_b_f=1": paired,
         "time_to_solve": time_to_solve(runs),
     }
+
+
+def initial_reach(out: str, runs: list[dict]) -> dict:
+    """Gradient reach at initialisation of each run's model (cached in `out`)."""
+    path = os.path.join(out, "reach.json")
+    cached = json.load(open(path)) if os.path.exists(path) else {}
+    for r in runs:
+        key = _key("main", r["task"], r["arm"], r["lr"], r["seed"])
+        if key in cached:
+            continue
+        task = task_data(r["task"], r["seed"], smoke=r["epochs"] <= 2)
+        units = SMOKE_UNITS if r["epochs"] <= 2 else UNITS
+        model = build(r["arm"], task, r["seed"], units, r["lr"])
+        x, y = task.x_val[:64], task.y_val[:64]
+        norms = kgates.GradientFlow(model)(x, y)["rnn"]
+        cached[key] = {name: kgates.reach(norms[name], 0.01) for name in ("c", "h")}
+        _save(out, "reach", cached)
+    return cached
+
+
+def reach_vs_outcome(out: str, runs: list[dict], worst: float) -> dict:
+    """Spearman's rank correlation of initial reach with the test score (a diverged
+    run scored the worst), over all runs and within each arm."""
+    from scipy import stats
+
+    reach = initial_reach(out, runs)
+    rows = {}
+    for state in ("c", "h"):
+        groups = {"all runs": runs, **{arm: [r for r in runs if r["arm"] == arm] for arm in ARMS}}
+        for group, mine in groups.items():
+            keys = [_key("main", r["task"], r["arm"], r["lr"], r["seed"]) for r in mine]
+            a = [reach[k][state] for k in keys]
+            b = [worst if r["diverged"] else r["test"] for r in mine]
+            row = {"runs": len(mine), "reach": [min(a, default=0), max(a, default=0)]}
+            row["rho"] = row["p"] = None  # no spread in one of them: nothing to correlate
+            if len(mine) >= 3 and len(set(a)) > 1 and len(set(b)) > 1:
+                rho, p = stats.spearmanr(a, b)
+                row["rho"], row["p"] = float(rho), float(p)
+            rows[f"{state}, {group}"] = row
+    return rows
 
 
 def _censored(runs: list[dict]):
@@ -316,13 +363,21 @@ def markdown(result: dict) -> str:
             f"| {r['cell']} | {r['pairs']} | {r['shift']:+.4g} [{low:+.4g}, {high:+.4g}] | "
             f"{r['p']:.3g} | {r['p_holm']:.3g} |"
         )
+    lines += ["", "| initial reach of | runs | reach (min-max) | Spearman rho with test loss | p |"]
+    lines.append("| --- | ---: | --- | ---: | ---: |")
+    for name, r in result["reach_vs_outcome"].items():
+        low, high = r["reach"]
+        rho = "-" if r["rho"] is None else f"{r['rho']:+.2f} | {r['p']:.3g}"
+        lines.append(
+            f"| {name} | {r['runs']} | {low}-{high} | {rho}{' | -' if r['rho'] is None else ''} |"
+        )
     if result["time_to_solve"]:
         lines += ["", "| arm | median epochs to solve (Kaplan-Meier) | log-rank p | Holm p |"]
         lines.append("| --- | ---: | ---: | ---: |")
         for r in result["time_to_solve"]:
             median = "not reached" if r["median_epochs"] is None else f"{r['median_epochs']:g}"
-            p = "-" if r["p"] is None else f"{r['p']:.3g} | {r['p_holm']:.3g}"
-            lines.append(f"| {r['arm']} | {median} | {p}{' | -' if r['p'] is None else ''} |")
+            p = "- | -" if r["p"] is None else f"{r['p']:.3g} | {r['p_holm']:.3g}"
+            lines.append(f"| {r['arm']} | {median} | {p} |")
     return "\n".join(lines)
 
 

@@ -105,6 +105,9 @@ def test_forget_bias_stages_resume_and_pair_the_arms_by_seed(tmp_path, capsys):
     assert set(result["arms"]) == set(study.ARMS)
     assert all(a["runs"] == 2 for a in result["arms"].values())
     assert {r["cell"] for r in result["against_b_f=1"]} == set(study.ARMS) - {"b_f=1"}
+    reach = result["reach_vs_outcome"]  # initial reach of every main run, cached
+    assert reach["c, all runs"]["runs"] == 2 * len(study.ARMS)
+    assert len(json.load(open(os.path.join(out, "reach.json")))) == 2 * len(study.ARMS)
     run = json.load(open(os.path.join(out, sorted(os.listdir(out))[0])))
     assert len(run["val_loss"]) == len(run["test_loss"]) == run["epochs"] == 2
 
