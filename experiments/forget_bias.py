@@ -46,8 +46,9 @@ import keras
 import numpy as np
 
 import kgates
-from kgates.study._compare import BOOTSTRAP, paired_against_reference
+from kgates.study._compare import BOOTSTRAP
 from kgates.study._data import adding_problem
+from kgates.study._paired import paired_against_reference
 
 ARMS = ("b_f=0", "b_f=1", "b_f=2", "chrono", "chrono, b_i=0")
 REFERENCE = "b_f=1"

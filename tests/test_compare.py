@@ -9,10 +9,15 @@ from kgates.study._compare import (
     against_reference,
     best_share,
     expected_best,
-    hodges_lehmann,
     holm,
-    paired_against_reference,
     scores_by_cell,
+)
+from kgates.study._paired import (
+    equivalence_p,
+    hodges_lehmann,
+    non_inferior,
+    paired_against_reference,
+    paired_comparison,
 )
 
 
@@ -124,8 +129,6 @@ def test_paired_comparison_pairs_trials_by_configuration():
 
 
 def test_no_worse_by_a_margin_by_hand():
-    from kgates.study._compare import non_inferior, paired_comparison
-
     # min: worse is higher; the upper bound must stay below +margin
     assert non_inferior((-0.02, 0.04), "min", 0.05)
     assert not non_inferior((-0.02, 0.06), "min", 0.05)
@@ -164,3 +167,16 @@ def test_where_the_best_learning_rate_fell_by_hand():
     position = np.log(1.1) / np.log(100)  # 0.02: at the low end
     assert f"| 2 | 0.00011 | {position:.2f} | near an end" in rows["NP"]
     assert rate_edges(done, "min", [1e-3]) == []  # a fixed rate: nothing to say
+
+
+def test_equivalence_by_two_one_sided_tests():
+    d = np.array([0.01, -0.02, 0.03, 0.0, -0.01, 0.02])
+    lower = stats.ttest_1samp(d, -0.1, alternative="greater").pvalue
+    upper = stats.ttest_1samp(d, 0.1, alternative="less").pvalue
+    assert equivalence_p(d, 0.1) == pytest.approx(max(lower, upper))
+    # by the formula: t = (mean - bound) / (sd / sqrt(n)), df = n - 1
+    se = d.std(ddof=1) / np.sqrt(len(d))
+    t_upper = (d.mean() - 0.1) / se
+    assert upper == pytest.approx(stats.t.cdf(t_upper, len(d) - 1))
+    assert equivalence_p(d, 0.1) < 0.01 < equivalence_p(d, 0.02)  # a margin too tight
+    assert np.isnan(equivalence_p([0.01, 0.01], 0.1))  # no spread: no test

@@ -19,7 +19,6 @@ from kgates.study._compare import (
     fanova_importance,
     fmt,
     held_out,
-    paired_comparison,
     scores_by_cell,
 )
 from kgates.study._directory import PROJECT, atomic_write, read_json, stored_search
@@ -33,6 +32,7 @@ from kgates.study._figures import (
     score_vs_learning_rate,
 )
 from kgates.study._own_data import spec_objective, spec_task
+from kgates.study._paired import paired_comparison
 
 MIN_TRIALS_FOR_IMPORTANCE = 6
 
