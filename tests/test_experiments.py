@@ -60,13 +60,28 @@ def test_bench_times_every_variant_against_the_keras_layer(tmp_path):
 
 
 @pytest.mark.once
-def test_search_space_odyssey_compares_variants_with_v(tmp_path):
-    rows = _load("search_space_odyssey").main(
-        ["--smoke", "--directory", str(tmp_path), "--variants", "V,NFG"]
-    )
-    assert [r["variant"] for r in rows] == ["V", "NFG"]
-    assert all(r["trials"] == 1 and r["median"] > 0 for r in rows)
-    assert (tmp_path / "NFG" / "kgates_search.json").exists()
+def test_search_space_odyssey_compares_variants_with_v_pair_by_pair(tmp_path):
+    study = _load("search_space_odyssey")
+    result = study.main(["--task", "code", "--smoke", "--directory", str(tmp_path / "s"),
+                         "--variants", "V,NFG", "--json", str(tmp_path / "r.json")])  # fmt: skip
+    (row,) = result["rows"]
+    assert row["cell"] == "NFG" and row["pairs"] == 2 and row["claim"] == "worse"
+    assert row["verdict"] in ("reproduced", "refuted", "inconclusive at this power")
+    spec = json.load(open(tmp_path / "s" / "kgates_search.json"))
+    assert spec["tuner"] == "paired" and spec["margin"] == study.MARGINS["code"]
+    trials = kgates.load_trials(str(tmp_path / "s"))
+    assert all(t["test"] is not None for t in trials)  # scored on the held-out split
+
+
+def test_the_odyssey_verdicts_by_hand():
+    study = _load("search_space_odyssey")
+    row = {"ci": (0.02, 0.3), "p_holm": 0.01}
+    assert study.verdict("worse", row, 0.1) == "reproduced"
+    assert study.verdict("worse", {**row, "p_holm": 0.2}, 0.1) == "inconclusive at this power"
+    assert study.verdict("worse", {"ci": (-0.3, -0.02), "p_holm": 0.01}, 0.1) == "refuted"
+    assert study.verdict("no worse", {"ci": (-0.2, 0.05)}, 0.1) == "reproduced"
+    assert study.verdict("no worse", {"ci": (0.12, 0.3)}, 0.1) == "refuted"
+    assert study.verdict("no worse", {"ci": (-0.01, 0.2)}, 0.1) == "inconclusive at this power"
 
 
 @pytest.mark.once
