@@ -1,126 +1,98 @@
-"""LSTM or GRU? Both at the same parameter budget, several seeds each, on two tasks.
+"""LSTM or GRU? Equal parameters at two sizes, each arm at its own learning rate, 15
+seeds, on the adding problem (T = 100 and 200), copy (T = 50) and music (a staged
+study: see `staged.py`).
 
-The GRU gets as many units as fit the LSTM's parameter count (within one unit).
-Everything else is equal (Adam, learning rate, clipping, epochs, data); each
-seed changes the initial weights and the batch order. The difference is called
-real when the seeds separate the cells at p < 0.05: Welch's t-test (means)
-and the Mann-Whitney U test (ranks: robust to one seed that fails to learn).
+Arms: `kgates.LSTM` (Keras's, forget bias 1) of 32 and of 128 units, and for each
+the `kgates.GRU` (`reset_after=True`) whose parameter count on the task is closest
+("GRU~32", "GRU~128"). A pilot picks each arm's learning rate from a 6-point grid;
+15 seeds then run every arm at its rate (seed s: the same data for every arm). Each
+GRU is compared with its LSTM pair by pair: the Hodges-Lehmann shift of the test
+loss, Wilcoxon, Holm; "GRU ~ LSTM" by two one-sided tests within the task's margin
+(`MARGINS`, fixed before any run); time to solve by Kaplan-Meier and log-rank.
 
-    python experiments/lstm_vs_gru.py                  # full size, ~10 min on 2 CPU cores
-    python experiments/lstm_vs_gru.py --smoke
+    python experiments/lstm_vs_gru.py pilot --task adding-100 --worker 0/2 &
+    python experiments/lstm_vs_gru.py pilot --task adding-100 --worker 1/2; wait
+    python experiments/lstm_vs_gru.py main --task adding-100 --worker 0/2 &
+    python experiments/lstm_vs_gru.py main --task adding-100 --worker 1/2; wait
+    python experiments/lstm_vs_gru.py report --task adding-100 --json lstm_vs_gru_adding-100.json
+
+At the full size a task is 4 arms x (6 rates x 2 pilot seeds + 15 seeds) = 108 runs.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import os
+import sys
+import types
 
 import keras
-import keras_tuner
-import numpy as np
-from scipy import stats
 
 import kgates
 
-FULL = {
-    "tasks": {"adding": {"samples": 2000, "length": 50}, "copy": {"samples": 2000, "delay": 20}},
-    "lstm_units": 48,
-    "seeds": 5,
-    "epochs": 12,
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import staged  # noqa: E402 (this folder's shared study runner)
+
+SIZES = (32, 128)
+ARMS = tuple(f"{cell}{size}" for size in SIZES for cell in ("LSTM-", "GRU~"))
+COMPARISONS = [(f"GRU~{size}", f"LSTM-{size}") for size in SIZES]
+LRS = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+PILOT_SEEDS = (100, 101)
+SEEDS = tuple(range(15))
+TASKS = {  # name: (kgates task, sizes, epochs, "solved" below this validation loss)
+    "adding-100": ("adding", {"samples": 4000, "length": 100}, 25, 0.01),  # mean: 0.167
+    "adding-200": ("adding", {"samples": 4000, "length": 200}, 25, 0.01),
+    "copy-50": ("copy", {"samples": 4000, "delay": 50}, 25, 0.03),  # blanks+guess: 0.297
+    "music": ("music", {"samples": 2000, "length": 64}, 20, None),  # key Markov: 8.96
 }
-SMOKE = {
-    "tasks": {"adding": {"samples": 32, "length": 6}},
-    "lstm_units": 4,
-    "seeds": 2,
-    "epochs": 1,
-}
-HYPERPARAMETERS = {"layers": 1, "learning_rate": 1e-2, "dropout": 0.0, "clipnorm": 1.0}
+# "GRU ~ LSTM" within these, in each task's loss (fixed before any run): a tenth of
+# the gap between the simple baselines and a solved task.
+MARGINS = {"adding-100": 0.01, "adding-200": 0.01, "copy-50": 0.03, "music": 0.1}
+SMOKE = {"adding-100": ("adding", {"samples": 32, "length": 8}, 2, 0.01)}
+OUT = "experiments/results/lstm_vs_gru"
+SMOKE_SIZES = {32: 4, 128: 8}
 
 
-def build(task, cell: str, units: int) -> keras.Model:
-    hp = keras_tuner.HyperParameters()
-    for name, value in {"cell": cell, "units": units, **HYPERPARAMETERS}.items():
-        hp.Fixed(name, value)
-    if cell == "GRU":
-        hp.Fixed("reset_after", True)
+def _model(task, cell: str, units: int) -> keras.Model:
+    inputs = keras.Input(task.x_train.shape[1:])
+    layer = (kgates.LSTM if cell == "LSTM" else kgates.GRU)(
+        units, return_sequences=task.sequence_output, name="rnn"
+    )
+    return keras.Model(inputs, task.head(layer(inputs)))
+
+
+def parameters(cell: str, units: int, features: int, outputs: int) -> int:
+    """Weights of one recurrent layer and the dense head (Keras's LSTM: 4 gates with
+    one bias each; GRU with `reset_after=True`: 3 gates with two biases each)."""
+    if cell == "LSTM":
+        recurrent = 4 * (features * units + units * units + units)
     else:
-        hp.Fixed("forget_bias", "one")
-    return kgates.GateHyperModel(task, cells=(cell,)).build(hp)
+        recurrent = 3 * (features * units + units * units + 2 * units)
+    return recurrent + units * outputs + outputs
 
 
-def matching_units(task, lstm_units: int) -> int:
-    """GRU units whose parameter count is closest to an LSTM of `lstm_units`."""
-    budget = build(task, "NP", lstm_units).count_params()
-    counts = {u: build(task, "GRU", u).count_params() for u in range(lstm_units, 2 * lstm_units)}
-    return min(counts, key=lambda u: abs(counts[u] - budget))
+def units_of(arm: str, task, smoke: bool = False) -> int:
+    """An arm's units: the LSTM's size, or the GRU's closest to that LSTM in weights."""
+    cell, size = arm[:3].rstrip("-") if arm.startswith("GRU") else "LSTM", int(arm[-3:].strip("-~"))
+    units = SMOKE_SIZES[size] if smoke else size
+    if cell == "LSTM":
+        return units
+    features, outputs = task.x_train.shape[-1], task.outputs or task.targets
+    budget = parameters("LSTM", units, features, outputs)
+    return min(
+        range(1, 2 * units), key=lambda u: abs(parameters("GRU", u, features, outputs) - budget)
+    )
 
 
-def run(size: dict) -> list[dict]:
-    rows = []
-    for name, sizes in size["tasks"].items():
-        task = kgates.make_task(name, seed=0, **sizes)
-        units = {"NP": size["lstm_units"], "GRU": matching_units(task, size["lstm_units"])}
-        scores = {}
-        for cell, n in units.items():
-            scores[cell] = []
-            for seed in range(size["seeds"]):
-                keras.utils.set_random_seed(seed)
-                model = build(task, cell, n)
-                history = model.fit(
-                    task.x_train, task.y_train, batch_size=64, epochs=size["epochs"],
-                    validation_data=(task.x_val, task.y_val), verbose=0,
-                )  # fmt: skip
-                curve = history.history[task.objective]
-                scores[cell].append(float(min(curve) if task.direction == "min" else max(curve)))
-                print(f"{name} {cell}({n}) seed {seed}: {task.objective} {scores[cell][-1]:.4f}")
-        rows.append(
-            {
-                "task": name,
-                "objective": task.objective,
-                "units": units,
-                "params": {c: build(task, c, n).count_params() for c, n in units.items()},
-                "scores": scores,
-                **significance(scores),
-            }
-        )
-    return rows
+def build(arm: str, task, seed: int, lr: float, smoke: bool = False) -> keras.Model:
+    units = units_of(arm, task, smoke)
+    keras.utils.set_random_seed(seed)
+    model = _model(task, "GRU" if arm.startswith("GRU") else "LSTM", units)
+    model.compile(keras.optimizers.Adam(lr, clipnorm=1.0), loss=task.loss())
+    return model
 
 
-def significance(scores: dict) -> dict:
-    """Two-sided p-values of LSTM vs GRU over the seeds: Welch's t-test and Mann-Whitney U."""
-    welch = stats.ttest_ind(scores["NP"], scores["GRU"], equal_var=False)
-    ranks = stats.mannwhitneyu(scores["NP"], scores["GRU"], alternative="two-sided")
-    return {"p": float(welch.pvalue), "p_rank": float(ranks.pvalue)}
-
-
-def markdown(rows: list[dict]) -> str:
-    lines = [
-        "| task | objective | LSTM (units, params) | GRU (units, params) | LSTM mean ± sd | "
-        "GRU mean ± sd | p (Welch) | p (Mann-Whitney) |",
-        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |",
-    ]
-    for r in rows:
-        cells = [f"{np.mean(r['scores'][c]):.4f} ± {np.std(r['scores'][c], ddof=1):.4f}"
-                 for c in ("NP", "GRU")]  # fmt: skip
-        lines.append(
-            f"| {r['task']} | {r['objective']} | {r['units']['NP']}, {r['params']['NP']} | "
-            f"{r['units']['GRU']}, {r['params']['GRU']} | {cells[0]} | {cells[1]} | "
-            f"{r['p']:.3g} | {r['p_rank']:.3g} |"
-        )
-    return "\n".join(lines)
-
-
-def main(argv=None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for tests")
-    parser.add_argument("--json", help="write the results here")
-    args = parser.parse_args(argv)
-    rows = run(SMOKE if args.smoke else FULL)
-    print(markdown(rows))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
-    return rows
+def main(argv=None) -> dict | None:
+    return staged.main(types.SimpleNamespace(**globals()), argv)  # this module, however loaded
 
 
 if __name__ == "__main__":

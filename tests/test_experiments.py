@@ -85,20 +85,37 @@ def test_the_odyssey_verdicts_by_hand():
 
 
 @pytest.mark.once
-def test_lstm_vs_gru_matches_the_parameter_budget(tmp_path):
-    module = _load("lstm_vs_gru")
-    (row,) = module.main(["--smoke", "--json", str(tmp_path / "r.json")])
-    lstm, units = row["params"]["NP"], row["units"]["GRU"]
-    task = kgates.make_task("adding", **module.SMOKE["tasks"]["adding"])
-    # No GRU one unit smaller or larger comes closer to the LSTM's parameter count.
-    gap = {
-        u: abs(module.build(task, "GRU", u).count_params() - lstm)
-        for u in (units - 1, units, units + 1)
-    }
-    assert gap[units] <= min(gap[units - 1], gap[units + 1])
-    assert row["params"]["GRU"] == module.build(task, "GRU", units).count_params()
-    assert len(row["scores"]["NP"]) == len(row["scores"]["GRU"]) == 2
-    assert 0 <= row["p"] <= 1 and 0 <= row["p_rank"] <= 1
+def test_lstm_vs_gru_stages_run_and_pair_each_gru_with_its_lstm(tmp_path):
+    study = _load("lstm_vs_gru")
+    out = ["--smoke", "--out", str(tmp_path / "runs")]
+    for stage in ("pilot", "main"):
+        study.main([stage, *out])
+    result = study.main(["report", *out])
+    assert {(r["cell"], r["reference"]) for r in result["comparisons"]} == set(study.COMPARISONS)
+    assert all("tost_p" in r and r["margin"] == 0.01 for r in result["comparisons"])
+    assert all(a["runs"] == 2 for a in result["arms"].values())
+
+
+@pytest.mark.parametrize("task", ["adding", "copy", "music"])
+def test_lstm_vs_gru_counts_weights_as_keras_does_and_matches_them(task):
+    study = _load("lstm_vs_gru")
+    sizes = {"adding": {}, "copy": {}, "music": {"length": 16, "chorales": 20}}
+    made = kgates.make_task(task, samples=8, **sizes[task])
+    features, outputs = made.x_train.shape[-1], made.outputs or made.targets
+    for arm in study.ARMS:
+        units = study.units_of(arm, made)
+        model = study.build(arm, made, seed=0, lr=1e-3)
+        cell = arm[:3] if arm.startswith("GRU") else "LSTM"
+        assert model.count_params() == study.parameters(cell, units, features, outputs)
+    for size in study.SIZES:  # no GRU one unit smaller or larger is closer to the LSTM
+        lstm = study.build(f"LSTM-{size}", made, 0, 1e-3).count_params()
+        units = study.units_of(f"GRU~{size}", made)
+        gaps = [
+            abs(study.parameters("GRU", u, features, outputs) - lstm)
+            for u in (units - 1, units, units + 1)
+        ]
+        assert gaps[1] <= min(gaps[0], gaps[2])
+        assert abs(gaps[1]) / lstm < 0.02
 
 
 @pytest.mark.once
