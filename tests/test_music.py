@@ -95,12 +95,13 @@ def test_a_music_search_scores_negative_log_likelihood_per_step(tmp_path):
         task="music",
         cells=("NP",),
         max_trials=1,
-        epochs=1,
-        sizes={"samples": 32, "length": 16, "chorales": 20},
-        space={"units": 4, "layers": 1},
+        epochs=5,
+        sizes={"samples": 256, "length": 16, "chorales": 20},
+        space={"units": 8, "layers": 1, "learning_rate": 0.05, "dropout": 0.0},
         gate_freq=0,
         verbose=0,
     )
     (trial,) = report.load_trials(directory)
-    # an untrained model is near 88 * log 2 (every key a coin toss); training lowers it
-    assert 0 < trial["score"] < 88 * np.log(2)
+    # an untrained model is near 88 * log 2 (every key a coin toss); training takes it
+    # to where the keys' frequencies are learned
+    assert 0 < trial["score"] < 88 * np.log(2) / 2
