@@ -139,3 +139,12 @@ def test_the_code_task_splits_files_by_a_hash_of_their_paths():
         for x, y in zip(*a[part]):
             window = np.concatenate([x, y[-1:]]).astype("int32").tobytes()
             assert any(window in text for text in texts[part])
+
+
+@pytest.mark.parametrize("name", ["adding", "copy"])
+def test_the_generated_tasks_draw_their_test_split_apart(name):
+    a, b = make_task(name, seed=0, samples=40), make_task(name, seed=1, samples=40)
+    assert len(a.x_test) == len(a.x_val) == 10
+    for x in (a.x_train, a.x_val, b.x_train, b.x_val):  # no test sequence elsewhere
+        assert not any(np.array_equal(t, u) for t in a.x_test for u in x)
+    np.testing.assert_array_equal(make_task(name, seed=0, samples=40).x_test, a.x_test)

@@ -114,6 +114,7 @@ class Task:
 def _adding(seed: int, samples: int = 2000, length: int = 50) -> Task:
     x, y = adding_problem(samples, length, seed)
     x_val, y_val = adding_problem(max(1, samples // 4), length, seed + 1)
+    x_test, y_test = adding_problem(max(1, samples // 4), length, seed + 1_000_003)
     baseline = float(np.mean((y_val - y.mean()) ** 2))
     # a model that keeps only the recent (second) marked value and adds the first's mean
     marked = x_val[..., 0] * x_val[..., 1]
@@ -134,6 +135,8 @@ def _adding(seed: int, samples: int = 2000, length: int = 50) -> Task:
         baseline,
         timescale=length,
         baselines=baselines,
+        x_test=x_test,
+        y_test=y_test,
     )
 
 
