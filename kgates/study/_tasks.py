@@ -25,7 +25,7 @@ ABOUT = {  # one line each, for `kgates tune --help`
     "copy": "recall 10 symbols after a delay, scored at every step (Arjovsky 2016's layout)",
     "digits": "scikit-learn's 8x8 digits read row by row (classification)",
     "code": "next character of Python standard-library source (language model)",
-    "music": "next chord of Bach chorales, 88 keys (music21's corpus; Greff 2017's JSB task)",
+    "music": "next chord of Bach chorales, 88 keys (music21's corpus; like Greff 2017's JSB)",
 }
 
 
