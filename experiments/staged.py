@@ -40,7 +40,7 @@ import keras
 import numpy as np
 
 import kgates
-from kgates.study._compare import BOOTSTRAP, holm
+from kgates.study._compare import BOOTSTRAP, holm, with_holm
 from kgates.study._paired import equivalence_p, paired_against_reference
 
 BATCH = 64
@@ -232,12 +232,7 @@ def comparisons(study, runs: list[dict], name: str) -> list[dict]:
             if margin is not None:
                 row["margin"], row["tost_p"] = margin, equivalence_p(differences, margin)
             rows.append(row)
-    tested = [r for r in rows if np.isfinite(r["p"])]
-    for row in rows:
-        row["p_holm"] = np.nan
-    for row, adjusted in zip(tested, holm([r["p"] for r in tested])):
-        row["p_holm"] = adjusted
-    return rows
+    return with_holm(rows)
 
 
 def initial_reach(study, out: str, runs: list[dict]) -> dict:

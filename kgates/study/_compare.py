@@ -69,6 +69,17 @@ def holm(pvalues: list[float]) -> list[float]:
     return adjusted.tolist()
 
 
+def with_holm(rows: list[dict], key: str = "p") -> list[dict]:
+    """Sets each row's `p_holm`: Holm across the rows with a finite `key` p-value,
+    NaN for the rest. Returns the rows."""
+    tested = [r for r in rows if r[key] is not None and np.isfinite(r[key])]
+    for row in rows:
+        row["p_holm"] = np.nan
+    for row, adjusted in zip(tested, holm([r[key] for r in tested])):
+        row["p_holm"] = adjusted
+    return rows
+
+
 def against_reference(scores: dict, direction: str, reference: str) -> list[dict]:
     """Each cell's scores against the reference's by Welch's t-test, over all trials
     and over the best 10% of each, Holm-corrected across the cells."""

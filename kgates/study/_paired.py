@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kgates.study._compare import BOOTSTRAP, _failed, _p, _worst, holm, reference_cell
+from kgates.study._compare import BOOTSTRAP, _failed, _p, _worst, reference_cell, with_holm
 
 
 def hodges_lehmann(differences) -> float:
@@ -51,12 +51,7 @@ def paired_against_reference(
                 "differences": d.tolist(),
             }
         )
-    tested = [r for r in rows if np.isfinite(r["p"])]
-    for row in rows:
-        row["p_holm"] = np.nan
-    for row, adjusted in zip(tested, holm([r["p"] for r in tested])):
-        row["p_holm"] = adjusted
-    return rows
+    return with_holm(rows)
 
 
 def non_inferior(ci: tuple[float, float], direction: str, margin: float) -> bool:
