@@ -14,8 +14,10 @@ import keras
 
 from kgates.cells._gru import GRUCell
 from kgates.cells._lstm import LSTMCell
-from kgates.cells._paths import GatePaths
+from kgates.cells._paths import GatePaths, keep_gates_off_the_fused_bidirectional_kernel
 from kgates.cells._recompute import gru_gates, lstm_gates
+
+keep_gates_off_the_fused_bidirectional_kernel()
 
 
 def _check_use_cudnn(layer, use_cudnn) -> None:

@@ -4,6 +4,7 @@ the mixin that runs the chosen path."""
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import keras
 from keras import ops
@@ -99,8 +100,17 @@ class GatePaths:
         self.fusable = fusable
         self.cell.return_gates = return_gates  # checked there: True or False
         self.return_gates = self.cell.return_gates
-        if return_gates:
-            self.zero_output_for_mask = True  # a packed output is not a state
+
+    @property
+    def zero_output_for_mask(self) -> bool:
+        """Whether padded steps output zeros: always, with `return_gates` (a packed
+        output is not a state to carry; `keras.layers.Bidirectional` sets this to
+        `return_sequences` on the layers it wraps)."""
+        return self._zero_output_for_mask or getattr(self, "return_gates", False)
+
+    @zero_output_for_mask.setter
+    def zero_output_for_mask(self, value: bool) -> None:
+        self._zero_output_for_mask = value
 
     def chosen_path(self, sequences, mask=None, training: bool = False, return_gates=None) -> str:
         """The path a call on `sequences` runs (see `choose_path`)."""
@@ -182,3 +192,31 @@ class GatePaths:
         )
         loop = _backend.torch_loop(self.family)
         return loop(sequences, states, self.cell, return_sequences, self.go_backwards)
+
+
+def _unless_gates(can_attempt_fused):
+    @functools.wraps(can_attempt_fused)
+    def check(bidirectional, *args, **kwargs):
+        layers = (bidirectional.forward_layer, bidirectional.backward_layer)
+        if any(getattr(layer, "return_gates", False) for layer in layers):
+            return False
+        return can_attempt_fused(bidirectional, *args, **kwargs)
+
+    check.keeps_gates = True
+    return check
+
+
+def keep_gates_off_the_fused_bidirectional_kernel() -> None:
+    """`keras.layers.Bidirectional` runs an `LSTM`/`GRU` pair through the backend's
+    fused two-direction kernel where it can (a GPU on JAX and torch), reading
+    only the layers' weights: it returns h alone, and a `kgates.LSTM`/`GRU` with
+    `return_gates=True` would lose its gates. Its two checks are wrapped once, at
+    import, to say no for such layers; each direction then runs its own layer,
+    whose path (the fused kernel for h, then the exact recomputation) keeps the
+    gates. Every other layer is dispatched as before; a Keras without the fused
+    path is left alone."""
+    cls = keras.layers.Bidirectional
+    for name in ("_can_attempt_fused_lstm", "_can_attempt_fused_gru"):
+        method = getattr(cls, name, None)
+        if method is not None and not getattr(method, "keeps_gates", False):
+            setattr(cls, name, _unless_gates(method))
