@@ -14,6 +14,9 @@ comes back) and one training step (train_on_batch; the loss reads h) of:
     keras LSTM h->host     the keras LSTM's h sequence as a NumPy array (forward only)
     trace(keras LSTM)      kgates.Tracer on that model: h and every gate as NumPy
     ... on device          the same work, each array summed over its units coming back
+    dashboard numbers      what kgates.TensorBoard computes each dashboard (histograms,
+                           saturation, means, memory spans), on the device
+    dashboard ... NumPy    the same from every gate brought to the host (as before)
     c scan, associative    the LSTM's c recurrence alone, by keras.ops.associative_scan
     c scan, doubling       ... by log2(T) passes of shifted copies
     c scan, sequential     ... and by keras.ops.scan (kgates picks per backend and device)
@@ -50,6 +53,9 @@ import keras
 import numpy as np
 
 import kgates
+from kgates.inspect._events import histogram_proto
+from kgates.inspect._memory import Memory, has_memory
+from kgates.inspect._stats import gate_statistics, valid_values
 
 SIZES = {
     "smoke": {"batch": [4], "steps": [6], "units": [8]},
@@ -151,6 +157,15 @@ def _scan_model(method, steps, units):
     return keras.Model(inputs, _Scan(method, units)(inputs)[:, -1])
 
 
+def _numbers_on_the_host(tracer, x) -> None:
+    for gates in tracer(x).values():
+        gate_statistics(gates)
+        for values in gates.values():
+            histogram_proto(valid_values(values))
+        if has_memory(gates):
+            np.median(Memory.from_gates(gates).span.compressed())
+
+
 def _time(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -183,6 +198,11 @@ def bench(family: str, batch: int, steps: int, units: int, repeats: int) -> dict
     runs[f"trace(keras {family.upper()}) on device"] = {
         "forward": lambda: on_device.predict_on_batch(x)
     }
+    # The dashboards' numbers (histograms, saturation, means, memory spans), computed
+    # on the device as kgates.TensorBoard does, and as it did before: every gate to
+    # the host, then NumPy.
+    runs[f"dashboard numbers(keras {family.upper()})"] = {"forward": lambda: tracer.summaries(x)}
+    runs["dashboard numbers via NumPy"] = {"forward": lambda: _numbers_on_the_host(tracer, x)}
     for method in (
         kgates.SCAN_METHODS if family == "lstm" else ()
     ):  # c from (f, i*g): which is faster

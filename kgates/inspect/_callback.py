@@ -296,8 +296,12 @@ class TensorBoard(keras.callbacks.TensorBoard):
         if self._gate_writer is not None:
             self._gate_writer.flush()
 
-    def explorer_summary(self, traced: dict):
-        """The explorer record (plugin `kgates`) of a traced probe."""
+    def explorer_summary(self):
+        """The explorer record (plugin `kgates`): the probe's first sequences traced (all
+        of it for the unit table of `annotations`)."""
+        n = None if self.annotations else self.explorer_bounds[0]
+        mask = None if self.probe_mask is None else self.probe_mask[:n]
+        traced = self._tracer(keras.tree.map_structure(lambda a: a[:n], self.probe_x), mask)
         table = units_rows(rank_units(traced, self.annotations)) if self.annotations else None
         sequences, steps, units = self.explorer_bounds
         first = keras.tree.flatten(self.probe_x)[0]
@@ -317,16 +321,16 @@ class TensorBoard(keras.callbacks.TensorBoard):
     ) -> None:
         """Traces the probe and writes the gate dashboards (images and the explorer's
         data too) at `step`."""
-        traced = self._tracer(self.probe_x, self.probe_mask)
+        numbers = self._tracer.summaries(self.probe_x, self.probe_mask)  # on the device
         flows = {}
         if self._flow is not None:
             flows = self._flow(self.probe_x, self.probe_y, self.probe_mask)
         writer = self.gate_writer
         if summaries:
             self._epochs["dashboard"] = step
-            for part, gates in traced.items():
-                self.gate_stats[part] = write_gate_summaries(writer, part, gates, step)
-                span = write_memory_summaries(writer, part, gates, step, self._backwards.get(part))
+            for part, summary in numbers.items():
+                self.gate_stats[part] = write_gate_summaries(writer, part, summary, step)
+                span = write_memory_summaries(writer, part, summary, step)
                 if span is not None:
                     self.gate_stats[part]["memory_span"] = span
                 if part in flows:
@@ -334,12 +338,12 @@ class TensorBoard(keras.callbacks.TensorBoard):
             writer.flush()
         if explorer:
             self._epochs["explorer"] = step
-            writer.summary(self.explorer_summary(traced), step)
+            writer.summary(self.explorer_summary(), step)
             writer.flush()
         if images:
             self._epochs["images"] = step
             self._pending = [f for f in self._pending or [] if not f.done()]
             if self._painter is None:
                 self._painter = ThreadPoolExecutor(1, thread_name_prefix="kgates-images")
-            pictures = partial(draw, writer, traced, flows, step, self._pinned, self._backwards)
+            pictures = partial(draw, writer, numbers, flows, step, self._pinned, self._backwards)
             self._pending.append(self._painter.submit(pictures))

@@ -1,5 +1,6 @@
 """What `kgates.TensorBoard` writes for one layer: gate histograms and scalars, memory
-spans, gradient flow, and the pictures (drawn off the training thread)."""
+spans, gradient flow, and the pictures (drawn off the training thread), from the
+numbers `Tracer.summaries` computes on the device."""
 
 from __future__ import annotations
 
@@ -8,19 +9,20 @@ import numpy as np
 from kgates.inspect._events import EventWriter
 from kgates.inspect._gradflow import reach
 from kgates.inspect._memory import Memory, has_memory
-from kgates.inspect._stats import SIGMOID_GATES, gate_statistics, unit_saturation, valid_values
+from kgates.inspect._stats import SIGMOID_GATES, closed_share
 
 TRACED_UNITS = 6  # lines in the cell-state trace plot
 
 
 def draw(
-    writer: EventWriter, traced: dict, flows: dict, step: int, pinned: dict, backwards: dict
+    writer: EventWriter, summaries: dict, flows: dict, step: int, pinned: dict, backwards: dict
 ) -> None:
     from kgates.inspect import _plots as plots  # matplotlib, only when drawing
 
-    for part, gates in traced.items():
+    for part, summary in summaries.items():
+        gates = summary["first"]  # the first probe sequence
         shown = {k: v for k, v in gates.items() if k not in pinned.get(part, ())}
-        write_gate_images(writer, part, shown, step)
+        write_gate_images(writer, part, shown, summary, step)
         memory = layer_memory(gates, backwards.get(part, False))
         if memory is not None:
             real = memory.valid[0]
@@ -43,17 +45,24 @@ def draw(
             writer.image(f"gradient_flow/{part}", png, height, width, step)
 
 
-def write_gate_summaries(writer: EventWriter, part: str, gates: dict, step: int) -> dict:
-    """Histograms and scalars of one layer's traced gates; returns its statistics."""
-    stats = gate_statistics(gates)
-    for name, values in gates.items():
-        writer.histogram(f"gates/{part}/{name}", valid_values(values), step)
+def write_gate_summaries(writer: EventWriter, part: str, summary: dict, step: int) -> dict:
+    """Histograms and scalars of one layer's gates (`Tracer.summaries`); returns its
+    statistics as `gate_statistics` gives them."""
+    stats: dict = {}
+    for name in summary["first"]:
+        numbers = summary[name]
+        num = float(numbers["num"])
+        stats[name] = {"mean": float(numbers["sum"]) / num if num else float("nan")}
+        writer.counted_histogram(f"gates/{part}/{name}", numbers, step)
         writer.scalar(f"gate_mean/{part}/{name}", stats[name]["mean"], step)
-        if "left" in stats[name]:
+        if "left" in numbers:
+            stats[name].update(left=float(numbers["left"]), right=float(numbers["right"]))
             writer.scalar(f"saturation/{part}/{name}/left", stats[name]["left"], step)
             writer.scalar(f"saturation/{part}/{name}/right", stats[name]["right"], step)
-    if "forget_closed" in stats:
+    if "f" in summary["first"]:
+        stats["forget_closed"] = closed_share(summary["f"]["unit_left"])
         writer.scalar(f"forget_closed/{part}", stats["forget_closed"], step)
+    stats["nonfinite"] = summary["nonfinite"]
     writer.scalar(f"nonfinite/{part}", stats["nonfinite"], step)
     return stats
 
@@ -66,18 +75,15 @@ def layer_memory(gates: dict, backwards: bool):
 
 
 def write_memory_summaries(
-    writer: EventWriter, part: str, gates: dict, step: int, backwards: bool
+    writer: EventWriter, part: str, summary: dict, step: int
 ) -> float | None:
     """The memory span of every unit at every real step: a histogram and its median,
     which it returns (None for a layer without memory)."""
-    memory = layer_memory(gates, backwards)
-    if memory is None:
+    span = summary.get("span")
+    if span is None or not float(span["num"]):
         return None
-    spans = memory.span.compressed()
-    if not spans.size:
-        return None
-    median = float(np.median(spans))
-    writer.histogram(f"memory_span/{part}", spans, step)
+    median = float(span["median"])
+    writer.counted_histogram(f"memory_span/{part}", span, step)
     writer.scalar(f"memory_span_median/{part}", median, step)
     return median
 
@@ -89,8 +95,11 @@ def _first_sample(values) -> np.ndarray:
     return np.ma.getdata(sample)[valid]
 
 
-def write_gate_images(writer: EventWriter, part: str, gates: dict, step: int) -> None:
-    """Heatmaps, traces and the saturation scatter of one layer's gates."""
+def write_gate_images(
+    writer: EventWriter, part: str, gates: dict, summary: dict, step: int
+) -> None:
+    """Heatmaps and traces of one layer's gates (`gates`: the first probe sequence), and
+    the saturation scatter of every unit over the probe (`summary`)."""
     from kgates.inspect import _plots as plots
 
     state_name = "c" if "c" in gates else "h"
@@ -117,7 +126,7 @@ def write_gate_images(writer: EventWriter, part: str, gates: dict, step: int) ->
                 sample.T, f"{part}: gate {name}, first probe sequence", "viridis", 0.0, 1.0
             )
             writer.image(f"gate_heatmap/{part}/{name}", png, height, width, step)
-        fractions[name] = unit_saturation(gates[name])
+        fractions[name] = (summary[name]["unit_left"], summary[name]["unit_right"])
     if fractions:
         png, height, width = plots.saturation_scatter(fractions, f"{part}: saturation per unit")
         writer.image(f"saturation_scatter/{part}", png, height, width, step)

@@ -30,18 +30,32 @@ def histogram_proto(values, bins: int = 30) -> HistogramProto:
     values = values[np.isfinite(values)]
     if values.size == 0:
         return HistogramProto(num=0)
-    low, high = float(values.min()), float(values.max())
-    if low == high:  # a constant, e.g. a pinned gate
-        low, high = low - 0.5, high + 0.5
-    counts, edges = np.histogram(values, bins=bins, range=(low, high))
+    low, high = _range(float(values.min()), float(values.max()))
+    counts, _ = np.histogram(values, bins=bins, range=(low, high))
+    return counted_histogram_proto(
+        values.size, values.sum(), np.dot(values, values), values.min(), values.max(), counts
+    )
+
+
+def _range(low: float, high: float) -> tuple[float, float]:
+    return (low - 0.5, high + 0.5) if low == high else (low, high)  # a constant: a pinned gate
+
+
+def counted_histogram_proto(num, sum, sum_squares, min, max, counts) -> HistogramProto:  # noqa: A002
+    """A TensorBoard histogram from its numbers, bucketed already (equal widths from
+    `min` to `max`, as `histogram_proto`; e.g. counted on the device)."""
+    if num == 0:
+        return HistogramProto(num=0)
+    low, high = _range(float(min), float(max))
+    edges = np.linspace(low, high, len(counts) + 1)
     return HistogramProto(
-        min=float(values.min()),
-        max=float(values.max()),
-        num=float(values.size),
-        sum=float(values.sum()),
-        sum_squares=float(np.dot(values, values)),
+        min=float(min),
+        max=float(max),
+        num=float(num),
+        sum=float(sum),
+        sum_squares=float(sum_squares),
         bucket_limit=edges[1:].tolist(),
-        bucket=counts.astype(np.float64).tolist(),
+        bucket=np.asarray(counts, np.float64).tolist(),
     )
 
 
@@ -79,6 +93,13 @@ class EventWriter:
 
     def histogram(self, tag: str, values, step: int, bins: int = 30) -> None:
         self._add(Summary.Value(tag=tag, histo=histogram_proto(values, bins)), step)
+
+    def counted_histogram(self, tag: str, numbers: dict, step: int) -> None:
+        """A histogram bucketed already: `numbers` as `kgates`'s device summaries give it
+        (num, sum, sum_squares, min, max, counts)."""
+        keys = ("num", "sum", "sum_squares", "min", "max", "counts")
+        proto = counted_histogram_proto(**{k: numbers[k] for k in keys})
+        self._add(Summary.Value(tag=tag, histo=proto), step)
 
     def image(self, tag: str, png: bytes, height: int, width: int, step: int) -> None:
         image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)

@@ -88,7 +88,7 @@ def inspect_saved(
         padded = x == mask_value if x.ndim == 2 else np.all(x == mask_value, axis=-1)
         mask = ~padded
     tracer = Tracer(model, compiled=False)  # raises when there is no recurrent layer
-    traced = tracer(x, mask)
+    traced, numbers = tracer(x, mask), tracer.summaries(x, mask)
     backwards = {p.name: p.layer.go_backwards for p in tracer.parts}
     pinned = {p.name: set(getattr(p.cell, "pin", ())) for p in tracer.parts}
     os.makedirs(out, exist_ok=True)
@@ -105,16 +105,16 @@ def inspect_saved(
         "| --- | --- | ---: | ---: |",
     ]
     spans = {}
-    for part, gates in traced.items():
-        stats = write_gate_summaries(writer, part, gates, 0)
-        span = write_memory_summaries(writer, part, gates, 0, backwards[part])
+    for part, summary in numbers.items():
+        stats = write_gate_summaries(writer, part, summary, 0)
+        span = write_memory_summaries(writer, part, summary, 0)
         if span is not None:
             spans[part] = span
         for gate, values in stats.items():
             if isinstance(values, dict) and "left" in values:
                 share = values["left"] + values["right"]
                 lines.append(f"| {part} | {gate} | {values['mean']:.3f} | {share:.0%} |")
-    draw(writer, traced, {}, 0, pinned, backwards)
+    draw(writer, numbers, {}, 0, pinned, backwards)
     writer.summary(record_summary(*explorer_record(traced, backwards, x)), 0)  # the Gates tab
     lines += ["", "## Memory", ""]
     for part, gates in traced.items():

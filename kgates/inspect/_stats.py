@@ -31,8 +31,13 @@ def unit_saturation(values) -> tuple[np.ndarray, np.ndarray]:
 
 def forget_closed(f, share: float = 0.9) -> float:
     """Share of units whose forget gate is below 0.1 for at least 90% of steps."""
-    left, _ = unit_saturation(f)
-    return float(np.mean(left >= share))
+    return closed_share(unit_saturation(f)[0], share)
+
+
+def closed_share(unit_left, share: float = 0.9) -> float:
+    """Share of units below 0.1 for at least `share` of steps, from per-unit shares
+    below 0.1 (NaN for a unit with no real step counts as open)."""
+    return float(np.mean(np.asarray(unit_left) >= share))
 
 
 def gate_statistics(gates: dict) -> dict:

@@ -15,6 +15,7 @@ from keras import ops
 
 from kgates.cells._equivalent import copy_weights, equivalent_layer
 from kgates.cells._gates import split_gates
+from kgates.inspect._summaries import PartSummaries, unflatten
 from kgates.inspect._walk import ModelWalk, RecurrentPart
 
 
@@ -62,6 +63,16 @@ class PartGates(keras.layers.Layer):
             "_valid": keras.KerasTensor(tuple(x.shape[:2]), "float32"),
         }
 
+    @property
+    def names(self) -> tuple:
+        """The packed keys, in order: h, then the twin's gates."""
+        return ("h", *self.rnn.cell.gate_names)
+
+    @property
+    def keys(self) -> tuple:
+        """The keys a trace returns (a SimpleRNN's twin has gates it does not)."""
+        return ("h",) if self.state_only else self.names
+
     def split(self, packed: np.ndarray) -> dict:
         """`{"h": ..., gate: ...}`: views of a packed NumPy array."""
         gates = split_gates(packed, self.rnn)
@@ -94,11 +105,15 @@ class Tracer:
         self.compiled = compiled
         self.parts = self.walk.parts
         self._gates = {p.name: PartGates(p) for p in self.parts}
+        self._summaries = {
+            name: PartSummaries(g.names, g.keys, g.rnn.cell.units, g.backwards)
+            for name, g in self._gates.items()
+        }
         self._models = {}
         self._explicit_mask = False  # the model's own mask, passed as an input
 
-    def _gate_model(self, explicit_mask: bool, steps=None) -> keras.Model:
-        key = (explicit_mask, steps)
+    def _gate_model(self, explicit_mask: bool, steps=None, summaries=False) -> keras.Model:
+        key = (explicit_mask, steps, summaries)
         if key not in self._models:
             inputs = self.walk.structure
             mask = None
@@ -111,18 +126,40 @@ class Tracer:
                 kwargs = {}
                 if mask is not None and x.shape[1] in (None, steps):
                     kwargs["mask"] = mask
-                for name, value in self._gates[part.name](x, **kwargs).items():
+                traced = self._gates[part.name](x, **kwargs)
+                if summaries:
+                    traced = self._summaries[part.name](traced["packed"], traced["_valid"])
+                for name, value in traced.items():
                     outputs[f"{part.name}/{name}"] = value
             self._models[key] = keras.Model(inputs, outputs, name="kgates_trace")
         return self._models[key]
 
     def __call__(self, x, mask=None) -> dict:
+        out = self._run(x, mask, summaries=False)
+        result = {}
+        for part in self.parts:
+            arrays = self._gates[part.name].split(np.asarray(out[f"{part.name}/packed"]))
+            valid = np.asarray(out[f"{part.name}/_valid"]) > 0.5
+            result[part.name] = _masked(arrays, None if valid.all() else valid)
+        return result
+
+    def summaries(self, x, mask=None) -> dict:
+        """The dashboards' numbers of every traced part, computed on the device
+        (`PartSummaries`): `{part: {key: {stat: value}, "nonfinite": n, "first":
+        {key: (1, time, units)}}}`; only these cross to the host."""
+        out = self._run(x, mask, summaries=True)
+        return {
+            p.name: unflatten(out, p.name, self._gates[p.name].names, self._gates[p.name].keys)
+            for p in self.parts
+        }
+
+    def _run(self, x, mask, summaries: bool) -> dict:
         x = self.walk.check_inputs(x, "kgates.trace")
         for gates in self._gates.values():
             copy_weights(gates.source, gates.rnn.cell)
         if mask is None and not self._explicit_mask:
             try:
-                model, inputs = self._gate_model(False), x
+                model, inputs = self._gate_model(False, summaries=summaries), x
             except ValueError:
                 # Keras cannot re-trace some graphs (a model loaded from a .keras file
                 # holds its mask ops twice under one name): take the mask from the
@@ -134,17 +171,13 @@ class Tracer:
             mask = ops.convert_to_numpy(self.walk.layer_inputs(x)[1])
         if mask is not None:
             mask = self.walk.check_mask(mask, x, "kgates.trace")
-            model, inputs = self._gate_model(True, mask.shape[1]), [x, mask]
+            model = self._gate_model(True, mask.shape[1], summaries)
+            inputs = [x, mask]
         if self.compiled:
             out = model.predict_on_batch(inputs)
         else:
-            out = {k: ops.convert_to_numpy(v) for k, v in model(inputs).items()}
-        result = {}
-        for part in self.parts:
-            arrays = self._gates[part.name].split(np.asarray(out[f"{part.name}/packed"]))
-            valid = np.asarray(out[f"{part.name}/_valid"]) > 0.5
-            result[part.name] = _masked(arrays, None if valid.all() else valid)
-        return result
+            out = model(inputs)
+        return {k: np.asarray(ops.convert_to_numpy(v)) for k, v in out.items()}
 
 
 def _masked(arrays: dict, mask) -> dict:

@@ -1,0 +1,144 @@
+"""The dashboards' numbers, computed where the gates are (the GPU, where there is one).
+
+`kgates.TensorBoard` needs histograms, saturation, means, forget-closed shares,
+non-finite counts and memory spans of every gate of the probe; these are a
+few hundred numbers, while the gates themselves are `batch * time * units`
+values per gate. `PartSummaries` computes them with `keras.ops` inside the
+tracing model, so only the numbers, per-unit shares and the first probe
+sequence (for the pictures) cross to the host. The NumPy functions of
+`_stats.py`, `histogram_proto` and `Memory.span` compute the same from traced
+arrays, and are the reference the tests hold these to.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from kgates.cells._recompute import linear_scan
+from kgates.inspect._stats import HIGH, LOW, SIGMOID_GATES
+
+BINS = 30  # as `histogram_proto` and TensorBoard's default
+
+
+def histogram(values, weight, bins: int = BINS) -> dict:
+    """Count, sum, sum of squares, min, max and `bins` bucket counts (equal widths from
+    min to max, as `numpy.histogram`; a constant gets min - 0.5 to max + 0.5) of the
+    entries of `values` where `weight` is 1."""
+    on = weight > 0
+    values = ops.where(on, values, 0.0)
+    low = ops.min(ops.where(on, values, np.inf))
+    high = ops.max(ops.where(on, values, -np.inf))
+    constant = high <= low  # also when there is nothing (inf, -inf)
+    start = ops.where(constant, low - 0.5, low)
+    start = ops.where(ops.isfinite(start), start, 0.0)
+    width = ops.where(constant, 1.0, high - low)
+    index = ops.floor((values - start) * (bins / width))
+    index = ops.cast(ops.clip(index, 0, bins - 1), "int32")
+    counts = ops.segment_sum(ops.reshape(weight, (-1,)), ops.reshape(index, (-1,)), bins)
+    return {
+        "num": ops.sum(weight),
+        "sum": ops.sum(values * weight),
+        "sum_squares": ops.sum(values * values * weight),
+        "min": low,
+        "max": high,
+        "counts": counts,
+    }
+
+
+def _median(values, weight):
+    """The median of the entries where `weight` is 1 (the mean of the middle two for an
+    even count, as `numpy.median`)."""
+    flat = ops.sort(ops.reshape(ops.where(weight > 0, values, np.inf), (-1,)))
+    n = ops.cast(ops.sum(weight), "int32")
+    low = ops.maximum((n - 1) // 2, 0)
+    return (ops.take(flat, low) + ops.take(flat, ops.maximum(n // 2, 0))) / 2.0
+
+
+def memory_span(keep, write, valid, backwards: bool):
+    """`(batch, time, units)`: the mean age of what each unit's state holds at each
+    step, by the recurrences of `Memory.span` (A_t = |k_t| A_{t-1} + |w_t|,
+    B_t = |k_t| (B_{t-1} + A_{t-1} at real steps)), as two linear scans; input
+    time order in and out."""
+    real = valid[..., None]
+    keep = ops.abs(ops.where(real > 0, keep, 1.0))
+    write = ops.abs(ops.where(real > 0, write, 0.0))
+    if backwards:
+        keep, write, real = (ops.flip(a, axis=1) for a in (keep, write, real))
+    total = linear_scan(keep, write)
+    before = ops.concatenate([ops.zeros_like(total[:, :1]), total[:, :-1]], axis=1)
+    aged = linear_scan(keep, keep * before * real)
+    span = ops.where(total > 0, aged / ops.where(total > 0, total, 1.0), 0.0)
+    return ops.flip(span, axis=1) if backwards else span
+
+
+class PartSummaries(keras.layers.Layer):
+    """One traced part's dashboard numbers, from `PartGates`'s packed output.
+
+    Returns a flat dict: for every key k (h and the gates) `k/num`, `k/sum`,
+    `k/sum_squares`, `k/min`, `k/max`, `k/counts` (the histogram), for sigmoid
+    gates also `k/left`, `k/right` (shares below 0.1 and above 0.9) and
+    `k/unit_left`, `k/unit_right` (per unit); `nonfinite`; for an LSTM or GRU
+    `span/...` (the histogram of memory spans) and `span/median`; and `first`,
+    `first_valid`: the packed gates of the first probe sequence, for pictures.
+    """
+
+    def __init__(self, names: tuple, keys: tuple, units: int, backwards: bool, **kwargs):
+        super().__init__(dtype="float32", **kwargs)
+        self.names, self.keys = tuple(names), tuple(keys)  # packed layout, what is summarised
+        self.units, self.backwards = units, backwards
+
+    def call(self, packed, valid):
+        out = {"first": packed[:1], "first_valid": valid[:1]}
+        values = {
+            k: packed[..., j * self.units : (j + 1) * self.units]
+            for j, k in enumerate(self.names)
+            if k in self.keys
+        }
+        nonfinite = 0.0
+        for key, v in values.items():
+            finite = ops.cast(ops.isfinite(v), "float32")
+            weight = finite * valid[..., None]
+            nonfinite = nonfinite + ops.sum(valid[..., None] * (1.0 - finite))
+            for stat, value in histogram(v, weight).items():
+                out[f"{key}/{stat}"] = value
+            if key in SIGMOID_GATES:
+                per_unit = ops.sum(weight, axis=(0, 1))
+                for side, on in (("left", v < LOW), ("right", v > HIGH)):
+                    hits = ops.sum(ops.cast(on, "float32") * weight, axis=(0, 1))
+                    out[f"{key}/{side}"] = ops.sum(hits) / ops.sum(per_unit)
+                    out[f"{key}/unit_{side}"] = hits / per_unit
+        out["nonfinite"] = nonfinite
+        if {"f", "i", "g", "c"} <= set(values) or {"z", "g", "h"} <= set(values):
+            if "c" in values:
+                keep, write = values["f"], values["i"] * values["g"]
+            else:
+                keep, write = values["z"], (1.0 - values["z"]) * values["g"]
+            span = memory_span(keep, write, valid, self.backwards)
+            weight = ops.cast(ops.isfinite(span), "float32") * valid[..., None]
+            for stat, value in histogram(span, weight).items():
+                out[f"span/{stat}"] = value
+            out["span/median"] = _median(span, weight)
+        return out
+
+
+def unflatten(out: dict, part: str, names: tuple, keys: tuple) -> dict:
+    """`{key: {stat: value}}` of one part's NumPy outputs (`part/key/stat` names), with
+    `nonfinite`, and `first` as `{key: (1, time, units)}` masked arrays of `keys`."""
+    prefix = f"{part}/"
+    stats: dict = {}
+    for name, value in out.items():
+        if name.startswith(prefix) and "/" in name[len(prefix) :]:
+            key, stat = name[len(prefix) :].split("/")
+            stats.setdefault(key, {})[stat] = np.asarray(value)
+    first, valid = out[prefix + "first"], out[prefix + "first_valid"] > 0.5
+    units = first.shape[-1] // len(names)
+    padded = np.broadcast_to(~valid[..., None], (*valid.shape, units))
+    stats["first"] = {
+        k: np.ma.masked_array(first[..., j * units : (j + 1) * units], mask=padded)
+        for j, k in enumerate(names)
+        if k in keys
+    }
+    stats["nonfinite"] = int(round(float(out[prefix + "nonfinite"])))
+    return stats

@@ -1,0 +1,101 @@
+"""The dashboards' numbers computed on the device (`Tracer.summaries`) against the
+NumPy functions of the same traced gates: `gate_statistics`, `unit_saturation`,
+`histogram_proto` and `Memory.span` (float64)."""
+
+import keras
+import numpy as np
+import pytest
+from helpers import padded
+from reference import randomize
+
+import kgates
+from kgates.inspect._events import histogram_proto
+from kgates.inspect._memory import Memory, has_memory
+from kgates.inspect._stats import gate_statistics, unit_saturation
+from kgates.inspect._trace import Tracer
+
+
+def _model(rng):
+    inputs = keras.Input((9, 3))
+    h = keras.layers.Masking(0.0)(inputs)
+    h = keras.layers.Bidirectional(keras.layers.LSTM(5, return_sequences=True), name="bi")(h)
+    h = kgates.GRU(4, return_sequences=True, go_backwards=True, name="gru")(h)
+    h = keras.layers.RNN(kgates.LSTMCell(3, pin={"o": 1.0}), return_sequences=True, name="pinned")(
+        h
+    )
+    h = keras.layers.SimpleRNN(2, name="simple")(h)
+    model = keras.Model(inputs, h)
+    randomize(model, rng, scale=1.0)
+    return model
+
+
+def _assert_histogram(got, values):
+    want = histogram_proto(np.ma.compressed(values))
+    assert float(got["num"]) == want.num
+    for stat in ("min", "max", "sum", "sum_squares"):
+        np.testing.assert_allclose(float(got[stat]), getattr(want, stat), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got["counts"], np.array(want.bucket))
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "eager"])
+def test_device_summaries_equal_the_numpy_statistics_of_the_trace(compiled, rng):
+    model = _model(rng)
+    x, mask = padded(rng, batch=6, time=9, lengths=(None, 5, 1, 7, 9, 3))
+    tracer = Tracer(model, compiled=compiled)
+    traced, summaries = tracer(x), tracer.summaries(x)
+    assert set(summaries) == set(traced) == {"bi/forward", "bi/backward", "gru", "pinned", "simple"}
+    for part, gates in traced.items():
+        got, want = summaries[part], gate_statistics(gates)
+        assert got["nonfinite"] == want["nonfinite"] == 0
+        assert set(got["first"]) == set(gates)
+        for key, values in gates.items():
+            _assert_histogram(got[key], values)
+            np.testing.assert_allclose(
+                float(got[key]["sum"] / got[key]["num"]), want[key]["mean"], rtol=1e-5
+            )
+            np.testing.assert_allclose(got["first"][key].filled(np.nan), values[:1].filled(np.nan))
+            if "left" in want[key]:
+                left, right = unit_saturation(values)
+                np.testing.assert_allclose(float(got[key]["left"]), want[key]["left"], rtol=1e-6)
+                np.testing.assert_allclose(float(got[key]["right"]), want[key]["right"], rtol=1e-6)
+                np.testing.assert_allclose(got[key]["unit_left"], left, rtol=1e-6)
+                np.testing.assert_allclose(got[key]["unit_right"], right, rtol=1e-6)
+        if not has_memory(gates) or part == "simple":
+            assert "span" not in got, part
+            continue
+        backwards = part in ("bi/backward", "gru")
+        spans = Memory.from_gates(gates, backwards=backwards).span
+        np.testing.assert_allclose(
+            float(got["span"]["median"]), np.median(spans.compressed()), rtol=1e-5
+        )
+        span = histogram_proto(spans.compressed())
+        assert float(got["span"]["num"]) == span.num
+        np.testing.assert_allclose(float(got["span"]["sum"]), span.sum, rtol=1e-5)
+        np.testing.assert_allclose(
+            got["span"]["counts"], np.array(span.bucket), atol=1
+        )  # float32 edges
+        assert got["span"]["counts"].sum() == span.num
+    assert mask[2, 1] == 0 and summaries["gru"]["first"]["z"].mask.sum() == 0  # padding is traced
+
+
+def test_non_finite_gates_are_counted_and_left_out(rng):
+    model = keras.Sequential(
+        [keras.Input((6, 2)), kgates.LSTM(3, return_sequences=True, name="lstm")]
+    )
+    randomize(model, rng)
+    kernel = model.layers[0].cell.kernel
+    values = keras.ops.convert_to_numpy(kernel).copy()
+    values[0, :] = (
+        np.inf
+    )  # input 0 drives every pre-activation to +-inf: g = tanh(inf) is finite, o * tanh(c) ...
+    kernel.assign(values)
+    x = rng.normal(size=(4, 6, 2)).astype("float32")
+    x[0, 2, 0] = 0.0  # 0 * inf: NaN in every gate of one step
+    tracer = Tracer(model)
+    traced, got = tracer(x)["lstm"], tracer.summaries(x)["lstm"]
+    want = gate_statistics(traced)
+    assert want["nonfinite"] > 0
+    assert got["nonfinite"] == want["nonfinite"]
+    for key, values in traced.items():
+        finite = np.ma.masked_invalid(values)
+        _assert_histogram(got[key], finite)
