@@ -15,6 +15,9 @@ goes on) and shareable between processes (`--worker K/N`):
    the one with the lowest median validation score (a diverged run counts as the
    worst); the report says when it fell at an end of the grid.
 2. `main`: every arm at its rate on the seeds; refused until the pilot is whole.
+   `main --lr R` (and `report --lr R`): every arm at the one rate R instead, a check
+   that a difference is not the pilot's choice of rates; runs at R already made are
+   reused (files are named by rate).
 3. `report`: per arm the median test score with a bootstrap 95% interval, diverged
    runs (scored the worst) and runs solved; each comparison paired by seed
    (Wilcoxon signed-rank, Hodges-Lehmann shift with a bootstrap 95% interval, Holm
@@ -147,7 +150,12 @@ def chosen_rates(study, out: str, name: str) -> dict:
     return rates
 
 
-def plan(study, stage: str, name: str, out: str, smoke: bool) -> list[tuple]:
+def rates_of(study, out: str, name: str, lr: float | None) -> dict:
+    """Each arm's rate in the main stage: the pilot's, or `lr` for every arm."""
+    return {arm: lr for arm in study.ARMS} if lr else chosen_rates(study, out, name)
+
+
+def plan(study, stage: str, name: str, out: str, smoke: bool, lr=None) -> list[tuple]:
     if stage == "pilot":  # --smoke: one seed, two rates
         seeds, rates = study.PILOT_SEEDS[: 1 if smoke else None], study.LRS[: 2 if smoke else None]
         return [(arm, lr, seed) for arm in study.ARMS for lr in rates for seed in seeds]
@@ -160,13 +168,15 @@ def plan(study, stage: str, name: str, out: str, smoke: bool) -> list[tuple]:
         raise SystemExit(
             f"the pilot of {name} lacks {len(missing)} runs ({missing[0]}, ...); run it first."
         )
-    rates = chosen_rates(study, out, name)
+    rates = rates_of(study, out, name, lr)
     seeds = study.SEEDS[: 2 if smoke else None]
     return [(arm, rates[arm], seed) for seed in seeds for arm in study.ARMS]
 
 
-def run_stage(study, stage: str, name: str, out: str, worker: tuple[int, int], smoke: bool):
-    todo = plan(study, stage, name, out, smoke)
+def run_stage(
+    study, stage: str, name: str, out: str, worker: tuple[int, int], smoke: bool, lr=None
+):
+    todo = plan(study, stage, name, out, smoke, lr)
     index, workers = worker
     for k, (arm, lr, seed) in enumerate(todo):
         key = _key(stage, name, arm, lr, seed)
@@ -183,9 +193,9 @@ def _bootstrap_median(values, rng) -> tuple[float, float]:
     return tuple(float(q) for q in np.quantile(draws, [0.025, 0.975]))
 
 
-def report(study, out: str, name: str) -> dict:
-    runs = load(out, "main", name)
-    rates = chosen_rates(study, out, name)
+def report(study, out: str, name: str, lr: float | None = None) -> dict:
+    rates = rates_of(study, out, name, lr)
+    runs = [r for r in load(out, "main", name) if r["lr"] == rates.get(r["arm"])]
     worst = max((r["test"] for r in runs if r["test"] is not None), default=np.nan)
     rng = np.random.default_rng(0)
     arms = {}
@@ -196,7 +206,7 @@ def report(study, out: str, name: str) -> dict:
         scores = np.array([worst if r["diverged"] else r["test"] for r in mine])
         arms[arm] = {
             "lr": rates[arm],
-            "lr_at_edge": rates[arm] in (study.LRS[0], study.LRS[-1]),
+            "lr_at_edge": not lr and rates[arm] in (study.LRS[0], study.LRS[-1]),
             "runs": len(mine),
             "parameters": mine[0].get("parameters"),
             "diverged": sum(r["diverged"] for r in mine),
@@ -206,6 +216,7 @@ def report(study, out: str, name: str) -> dict:
         }
     return {
         "task": name,
+        "lr": lr,  # one rate for every arm, or None: each arm's pilot rate
         "spec": study.TASKS.get(name),
         "arms": arms,
         "comparisons": comparisons(study, runs, name),
@@ -315,7 +326,8 @@ def time_to_solve(study, runs: list[dict]) -> list[dict]:
 
 def markdown(result: dict) -> str:
     lines = [
-        "| arm | lr (pilot) | parameters | runs | diverged | solved | median test loss [95% CI] |",
+        f"| arm | lr ({'fixed' if result.get('lr') else 'pilot'}) | parameters | runs | "
+        "diverged | solved | median test loss [95% CI] |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for arm, a in result["arms"].items():
@@ -374,13 +386,18 @@ def main(study, argv=None) -> dict | None:
     parser.add_argument("--worker", type=_worker, default=(0, 1), help="K/N: this share")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for tests")
     parser.add_argument("--json", help="with report: write the analysis here")
+    parser.add_argument(
+        "--lr", type=float, help="main and report: every arm at this rate, not the pilot's"
+    )
     args = parser.parse_args(argv)
+    if args.lr is not None and (args.stage == "pilot" or not args.lr > 0):
+        parser.error("--lr must be a positive rate, for the main and report stages")
     if args.smoke and args.task not in study.SMOKE:
         parser.error(f"--smoke has sizes for {', '.join(study.SMOKE)} only")
     if args.stage != "report":
-        run_stage(study, args.stage, args.task, args.out, args.worker, args.smoke)
+        run_stage(study, args.stage, args.task, args.out, args.worker, args.smoke, args.lr)
         return None
-    result = report(study, args.out, args.task)
+    result = report(study, args.out, args.task, args.lr)
     print(markdown(result))
     if args.json:
         with open(args.json, "w") as f:

@@ -142,6 +142,17 @@ def test_forget_bias_stages_resume_and_pair_the_arms_by_seed(tmp_path, capsys):
     assert len(json.load(open(os.path.join(out, "reach.json")))) == 2 * len(study.ARMS)
     run = json.load(open(os.path.join(out, sorted(os.listdir(out))[0])))
     assert len(run["val_loss"]) == len(run["test_loss"]) == run["epochs"] == 2
+    # --lr: every arm at one rate, beside (not mixed with) the pilot's rates
+    study.main(["main", *common, "--lr", "0.5"])
+    fixed = study.main(["report", *common, "--lr", "0.5"])
+    assert {a["lr"] for a in fixed["arms"].values()} == {0.5}
+    assert all(a["runs"] == 2 for a in fixed["arms"].values())
+    again = study.main(["report", *common])
+    assert [a["runs"] for a in again["arms"].values()] == [2] * len(study.ARMS)
+    assert again["arms"] == result["arms"]
+    with pytest.raises(SystemExit) as refused:
+        study.main(["pilot", *common, "--lr", "0.5"])
+    assert refused.value.code == 2
 
 
 def test_the_forget_bias_arms_set_the_biases_they_name():
