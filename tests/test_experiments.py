@@ -41,6 +41,13 @@ def test_callback_overhead_reports_its_measures(tmp_path):
     assert (tmp_path / "r.json").exists()
 
 
+def test_gpu_checks_hold_bidirectional_gates_to_the_references(tmp_path):
+    results = _load("gpu_checks").main(["--json", str(tmp_path / "c.json")])
+    assert len(results) == 8 and all(r["ok"] for r in results)
+    assert all(r["max_difference"] < 1e-5 for r in results)  # float32 on a CPU
+    assert json.load(open(tmp_path / "c.json"))["cases"] == results
+
+
 def test_bench_times_every_variant_against_the_keras_layer(tmp_path):
     report = _load("bench").main(["--smoke", "--json", str(tmp_path / "b.json")])
     (result,) = report["results"]

@@ -1,0 +1,109 @@
+"""Bidirectional around kgates layers with gates, on the device: both directions' h
+and every gate against the float64 references of the test suite, for LSTM and GRU,
+with and without a padding mask, returning sequences or the last step. On a GPU,
+Keras's Bidirectional would take its fused two-direction kernel for an LSTM/GRU
+pair; this checks that gated kgates layers keep their gates there.
+
+    KERAS_BACKEND=jax python experiments/gpu_checks.py --json $OUT/checks_jax.json
+
+Prints one row per case (the largest |difference|, within 1e-3 under TF32, the
+default on Hopper) and exits 1 if any case fails. `experiments/gpu.sh` runs it
+with the timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+
+import keras
+import numpy as np
+
+import kgates
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from reference import gru_reference, lstm_reference  # noqa: E402 (the suite's float64 cells)
+
+TOLERANCE = 1e-3  # TF32 matmuls (experiments/BENCHMARKS.md, the gate check)
+
+
+def _weights(layer, rng) -> dict:
+    values = [rng.normal(0.0, 0.5, w.shape).astype("float32") for w in layer.weights]
+    layer.set_weights(values)
+    return {w.path.split("/")[-1]: v for w, v in zip(layer.weights, values)}
+
+
+def case(family: str, return_sequences: bool, masked: bool, rng) -> dict:
+    layer_cls, reference = (
+        (kgates.LSTM, lstm_reference) if family == "lstm" else (kgates.GRU, gru_reference)
+    )
+    x = rng.normal(size=(16, 40, 8)).astype("float32")
+    lengths = rng.integers(1, 41, 16)
+    lengths[0] = 40
+    mask = np.arange(40)[None] < lengths[:, None] if masked else None
+    if masked:
+        x = x * mask[..., None]
+    bidi = keras.layers.Bidirectional(
+        layer_cls(32, return_sequences=return_sequences, return_gates=True)
+    )
+    bidi(x, mask=mask)
+    forward, backward = _weights(bidi.forward_layer, rng), _weights(bidi.backward_layer, rng)
+    y = bidi(x, mask=mask)
+    result = {"family": family, "return_sequences": return_sequences, "masked": masked}
+    result["shape_ok"] = tuple(y.shape) == tuple(bidi.compute_output_shape(x.shape))
+    if not result["shape_ok"]:
+        result.update(max_difference=None, ok=False)
+        return result
+    got = kgates.split_gates(keras.ops.convert_to_numpy(y), bidi)
+    want = {"forward": reference(x, forward, 32, mask=mask)}
+    back = reference(x[:, ::-1], backward, 32, mask=None if mask is None else mask[:, ::-1])
+    want["backward"] = {k: v[:, ::-1] for k, v in back.items()}
+    if not return_sequences:
+        last = np.arange(40)[None] if mask is None else np.where(mask, np.arange(40)[None], -1)
+        rows = np.arange(16)
+        want["forward"] = {k: v[rows, last.max(axis=1)] for k, v in want["forward"].items()}
+        want["backward"] = {k: v[:, 0] for k, v in want["backward"].items()}
+    difference = max(float(np.max(np.abs(got[d][k] - want[d][k]))) for d in want for k in want[d])
+    result.update(max_difference=difference, ok=difference <= TOLERANCE)
+    return result
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(0)
+    device = kgates.cells._backend.device_of(keras.ops.zeros((1,)))
+    results = [
+        case(family, sequences, masked, rng)
+        for family, sequences, masked in itertools.product(
+            ("lstm", "gru"), (True, False), (False, True)
+        )
+    ]
+    print(f"Bidirectional(kgates layer, return_gates=True), {keras.backend.backend()} on {device}:")
+    print("| layer | return_sequences | mask | shape | largest difference | ok |")
+    print("| --- | --- | --- | --- | ---: | --- |")
+    for r in results:
+        difference = "-" if r["max_difference"] is None else f"{r['max_difference']:.1e}"
+        print(
+            f"| {r['family']} | {r['return_sequences']} | {r['masked']} | "
+            f"{'ok' if r['shape_ok'] else 'WRONG'} | {difference} | {'yes' if r['ok'] else 'NO'} |"
+        )
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(
+                {"backend": keras.backend.backend(), "device": device, "cases": results},
+                f,
+                indent=1,
+            )
+    if not all(r["ok"] for r in results):
+        raise SystemExit(1)
+    return results
+
+
+if __name__ == "__main__":
+    main()
