@@ -12,6 +12,7 @@ import kgates
 from kgates.inspect._events import histogram_proto
 from kgates.inspect._memory import Memory, has_memory
 from kgates.inspect._stats import gate_statistics, unit_saturation
+from kgates.inspect._summaries import _median, order_statistic
 from kgates.inspect._trace import Tracer
 
 
@@ -65,8 +66,10 @@ def test_device_summaries_equal_the_numpy_statistics_of_the_trace(compiled, rng)
             continue
         backwards = part in ("bi/backward", "gru")
         spans = Memory.from_gates(gates, backwards=backwards).span
+        values = spans.compressed()
+        resolution = (values.max() - values.min()) / 2**20  # of `order_statistic`
         np.testing.assert_allclose(
-            float(got["span"]["median"]), np.median(spans.compressed()), rtol=1e-5
+            float(got["span"]["median"]), np.median(values), atol=resolution + 1e-5
         )
         span = histogram_proto(spans.compressed())
         assert float(got["span"]["num"]) == span.num
@@ -99,3 +102,35 @@ def test_non_finite_gates_are_counted_and_left_out(rng):
     for key, values in traced.items():
         finite = np.ma.masked_invalid(values)
         _assert_histogram(got[key], finite)
+
+
+@pytest.mark.parametrize("kind", ["spread", "ties", "constant", "one"])
+def test_order_statistics_and_medians_by_counting_equal_numpy(kind, rng):
+    values = {
+        "spread": rng.exponential(7.0, size=(5, 7, 3)),
+        "ties": rng.integers(0, 4, size=(5, 7, 3)).astype(float),
+        "constant": np.full((5, 7, 3), 2.5),
+        "one": rng.normal(size=(5, 7, 3)),
+    }[kind].astype("float32")
+    weight = (rng.random((5, 7, 3)) < 0.6).astype("float32")
+    if kind == "one":
+        weight[:] = 0.0
+        weight[1, 2, 0] = 1.0
+    kept = np.sort(values[weight > 0])
+    resolution = (kept.max() - kept.min()) / 2**20 + 1e-6
+    for rank in sorted({0, len(kept) // 3, len(kept) - 1}):
+        got = float(order_statistic(values, weight, float(rank)))
+        np.testing.assert_allclose(got, kept[rank], atol=resolution, err_msg=f"rank {rank}")
+    np.testing.assert_allclose(float(_median(values, weight)), np.median(kept), atol=resolution)
+    even = weight.copy()
+    if kind != "one":  # an even count: the mean of the middle two
+        even[
+            np.argwhere(weight > 0)[0][0],
+            np.argwhere(weight > 0)[0][1],
+            np.argwhere(weight > 0)[0][2],
+        ] = 0.0
+        if (even > 0).sum() % 2:
+            even[tuple(np.argwhere(even > 0)[0])] = 0.0
+        np.testing.assert_allclose(
+            float(_median(values, even)), np.median(values[even > 0]), atol=resolution
+        )

@@ -72,6 +72,17 @@ def native_sequential_scan(a, b):
     return _torch.linear_scan(a, b)
 
 
+def bucket_counts(index, weight, buckets: int):
+    """Sums of `weight` by bucket `index` (flat tensors, 0 <= index < buckets): torch's
+    bincount, which is many times faster there than `keras.ops.segment_sum` (an
+    index sort); `segment_sum` elsewhere (XLA compiles it into a scatter)."""
+    if name() == "torch":
+        import torch
+
+        return torch.bincount(index, weights=weight, minlength=buckets)[:buckets]
+    return ops.segment_sum(weight, index, buckets)
+
+
 def has_own_loop(backend: str, device: str) -> bool:
     """Whether kgates runs its own loop for h where Keras would run its kernel: torch
     without CUDA, whose kernel indexes the sequence step by step (`_torch.py`)."""
