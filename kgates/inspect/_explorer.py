@@ -25,7 +25,7 @@ from tensorboard.compat.proto.tensor_pb2 import TensorProto
 from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
 from tensorboard.util import tensor_util
 
-from kgates.inspect._memory import has_memory
+from kgates.inspect._stats import has_memory
 
 PLUGIN_NAME = "kgates"
 SEQUENCES = 32  # default bounds of one record

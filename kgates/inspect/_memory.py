@@ -17,13 +17,8 @@ import warnings
 import keras
 import numpy as np
 
+from kgates.inspect._stats import has_memory, keep_and_write
 from kgates.inspect._trace import Tracer
-
-
-def has_memory(gates: dict) -> bool:
-    """Whether traced gates take apart into a memory: an LSTM's (f, i, g, c) or a
-    GRU's (z, g, h); a SimpleRNN's h alone does not."""
-    return {"f", "i", "g", "c"} <= set(gates) or {"z", "g", "h"} <= set(gates)
 
 
 class Memory:
@@ -86,11 +81,8 @@ class Memory:
                 f"(z, g, h); got {sorted(gates)}. A SimpleRNN has no gates: its state is "
                 "not a sum of earlier writes, so it has no memory to take apart."
             )
-        if "c" in plain:
-            keep, write, state = plain["f"], plain["i"] * plain["g"], plain["c"]
-        else:
-            keep, write, state = plain["z"], (1.0 - plain["z"]) * plain["g"], plain["h"]
-        return cls(keep, write, state, valid, backwards)
+        keep, write = keep_and_write(plain)
+        return cls(keep, write, plain["c" if "c" in plain else "h"], valid, backwards)
 
     # Every method works in processing order (reversed for a backwards layer)
     # and hands results back in input order.

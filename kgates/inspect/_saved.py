@@ -14,7 +14,7 @@ from kgates.inspect._ablate import ablate
 from kgates.inspect._dashboards import draw, write_gate_summaries, write_memory_summaries
 from kgates.inspect._events import EventWriter
 from kgates.inspect._explorer import explorer_record, record_summary
-from kgates.inspect._memory import has_memory
+from kgates.inspect._stats import has_memory
 from kgates.inspect._trace import Tracer
 
 HELD_GATE = {"f": "f", "z": "z"}  # the gate ablated per layer: what keeps the memory

@@ -9,6 +9,20 @@ SIGMOID_GATES = ("i", "f", "o", "z", "r")  # gates in [0, 1], whose saturation m
 LOW, HIGH = 0.1, 0.9  # saturation thresholds (Karpathy et al. 2015)
 
 
+def has_memory(gates: dict) -> bool:
+    """Whether traced gates take apart into a memory: an LSTM's (f, i, g, c) or a
+    GRU's (z, g, h); a SimpleRNN's h alone does not."""
+    return {"f", "i", "g", "c"} <= set(gates) or {"z", "g", "h"} <= set(gates)
+
+
+def keep_and_write(gates: dict) -> tuple:
+    """What each step keeps of the state and what it writes (DESIGN.md §8): an LSTM's
+    `f` and `i * g`, a GRU's `z` and `(1 - z) * g` (arrays or tensors alike)."""
+    if "c" in gates:
+        return gates["f"], gates["i"] * gates["g"]
+    return gates["z"], (1.0 - gates["z"]) * gates["g"]
+
+
 def valid_values(values) -> np.ndarray:
     """The unmasked, finite entries of a (masked) array, flattened."""
     data = np.ma.getdata(values)[~np.ma.getmaskarray(values)]

@@ -18,7 +18,7 @@ from keras import ops
 
 from kgates.cells._backend import bucket_counts
 from kgates.cells._recompute import linear_scan
-from kgates.inspect._stats import HIGH, LOW, SIGMOID_GATES
+from kgates.inspect._stats import HIGH, LOW, SIGMOID_GATES, has_memory, keep_and_write
 
 BINS = 30  # as `histogram_proto` and TensorBoard's default
 
@@ -135,12 +135,8 @@ class PartSummaries(keras.layers.Layer):
                     out[f"{key}/{side}"] = ops.sum(hits) / ops.sum(per_unit)
                     out[f"{key}/unit_{side}"] = hits / per_unit
         out["nonfinite"] = nonfinite
-        if {"f", "i", "g", "c"} <= set(values) or {"z", "g", "h"} <= set(values):
-            if "c" in values:
-                keep, write = values["f"], values["i"] * values["g"]
-            else:
-                keep, write = values["z"], (1.0 - values["z"]) * values["g"]
-            span = memory_span(keep, write, valid, self.backwards)
+        if has_memory(values):
+            span = memory_span(*keep_and_write(values), valid, self.backwards)
             weight = ops.cast(ops.isfinite(span), "float32") * valid[..., None]
             for stat, value in histogram(span, weight).items():
                 out[f"span/{stat}"] = value
