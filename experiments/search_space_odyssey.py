@@ -21,13 +21,19 @@ above it; anything else is inconclusive at this power.
 
 Each is one resumable search (`runs/odyssey-TASK`; the same command continues it).
 At the full size a search is 5 variants x 24 configurations = 120 trials.
+`--workers N` runs it as Keras Tuner's chief with N `kgates tune --worker` processes
+on this machine (the trials, their configurations and seeds are the same).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import socket
+import subprocess
+import sys
 
 import kgates
 from kgates.study._paired import equivalence_p, paired_against_reference
@@ -69,6 +75,37 @@ def run(task: str, directory: str, size: dict, variants=VARIANTS, seed: int = 0)
         verbose=0,
     )
     return kgates.load_trials(directory)
+
+
+@contextlib.contextmanager
+def workers(directory: str, count: int):
+    """This process as the search's chief, with `count` workers on this machine."""
+    if count == 0:
+        yield
+        return
+    with socket.socket() as s:  # a free port
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    os.environ.update(
+        KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=port, KERASTUNER_TUNER_ID="chief"
+    )
+    command = [sys.executable, "-m", "kgates_cli", "tune", "--directory", directory]
+    command += ["--worker", f"127.0.0.1:{port}", "--gate-freq", "0", "--verbose", "0"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")}
+    started = [
+        subprocess.Popen([*command, "--worker-id", f"worker-{i}"], env=env) for i in range(count)
+    ]
+    try:
+        yield
+    finally:
+        for process in started:
+            process.wait()
+
+
+def trial_records(trials: list[dict]) -> list[dict]:
+    """What the JSON keeps of each trial: its configuration, scores and curves."""
+    keys = ("id", "cell", "status", "completed", "values", "score", "test", "curves")
+    return [{k: t[k] for k in keys} for t in trials]
 
 
 def verdict(claim: str, row: dict, margin: float, alpha: float = 0.05) -> str:
@@ -121,18 +158,22 @@ def main(argv=None) -> dict:
     parser.add_argument("--directory", help="the search (default: runs/odyssey-TASK)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for tests")
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--json", help="write the comparison here")
+    parser.add_argument("--json", help="write the comparison and the trials here")
+    parser.add_argument("--workers", type=int, default=0, help="worker processes (0: none)")
     args = parser.parse_args(argv)
     variants = tuple(args.variants.split(","))
     if variants[0] != "V":
         parser.error("--variants: the first must be V, the reference")
     directory = args.directory or os.path.join("runs", f"odyssey-{args.task}")
-    trials = run(args.task, directory, SMOKE if args.smoke else FULL, variants)
+    if args.workers < 0:
+        parser.error(f"--workers: expected 0 or more, got {args.workers}")
+    with workers(directory, args.workers):
+        trials = run(args.task, directory, SMOKE if args.smoke else FULL, variants)
     result = analyse(args.task, trials, variants)
     print(markdown(result))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(result, f, indent=1, default=float)
+            json.dump({**result, "trials": trial_records(trials)}, f, indent=1, default=float)
     return result
 
 

@@ -1,5 +1,6 @@
 import json
 import os
+import types
 
 import keras
 import keras_tuner
@@ -388,6 +389,20 @@ def test_a_paired_search_runs_every_cell_on_the_same_configurations(tmp_path):
     assert "### Paired: the same configurations and weight seeds as NP" in text
     assert "no worse than NP by 0.5?" in text  # the margin given with the search
     assert "| GRU" in text.split("### Paired")[1]
+
+
+def test_a_paired_searchs_weight_seeds_do_not_depend_on_who_runs_the_trials(tmp_path):
+    # A worker reaches the oracle only through Keras Tuner's gRPC client, which has
+    # none of PairedOracle's own methods: the seeds must come from the tuner alone.
+    task = kgates.make_task("adding", 0, **TINY)
+    hypermodel = kgates.GateHyperModel(task, cells=("V", "NP", "GRU"), seed=3, units=4)
+    search = _search.TUNERS["paired"](
+        hypermodel=hypermodel, objective="val_loss", max_trials=6, seed=1,
+        directory=str(tmp_path), project_name="search",
+    )  # fmt: skip
+    search.oracle = types.SimpleNamespace()  # a client: the oracle's own methods are gone
+    seeds = [search.weight_seed(types.SimpleNamespace(trial_id=f"{k:02d}")) for k in range(6)]
+    assert seeds == [3 * 10007] * 3 + [3 * 10007 + 1] * 3
 
 
 def test_each_trial_keeps_its_curves_and_the_test_score_of_its_best_epoch(tmp_path):

@@ -65,9 +65,6 @@ class PairedOracle(CellsInTurnOracle):
         cell = next((hp for hp in self.hyperparameters.space if hp.name == "cell"), None)
         return len(cell.values) if cell is not None and hasattr(cell, "values") else 1
 
-    def weight_index(self, trial) -> int:
-        return int(trial.trial_id) // self._cells()
-
     def _random_values(self):
         from scipy.stats import qmc
 

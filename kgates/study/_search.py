@@ -129,10 +129,12 @@ class _GateSearch:
             return super()._get_tuner_fname()
         return os.path.join(self.project_dir, "tuner0.json")
 
+    def weight_seed(self, trial) -> int:
+        """The seed of trial's initial weights, data order and dropout: one per trial."""
+        return self.hypermodel.seed * 10007 + int(trial.trial_id)
+
     def run_trial(self, trial, *args, **kwargs):
-        # one weight seed per trial; a paired search gives a configuration's cells one
-        index = getattr(self.oracle, "weight_index", lambda t: int(t.trial_id))(trial)
-        keras.utils.set_random_seed(self.hypermodel.seed * 10007 + index)
+        keras.utils.set_random_seed(self.weight_seed(trial))
         task = self.hypermodel.task
         if task.x_test is not None:  # first, so that every later callback sees it
             kwargs["callbacks"] = [TestScores(task), *kwargs.get("callbacks", [])]
@@ -155,6 +157,7 @@ class _GateSearch:
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
         record = {"tuner": self.tuner_id, "host": socket.gethostname(), "pid": os.getpid()}
+        record["weight_seed"] = self.weight_seed(trial)
         record["start"] = self._started[trial.trial_id] = time.time()
         with open(os.path.join(self.get_trial_dir(trial.trial_id), "runs.jsonl"), "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -248,6 +251,13 @@ class GatePairedSearch(GateRandomSearch):
     """Every cell on the same configurations and weight seeds (`PairedOracle`)."""
 
     oracle_class = PairedOracle
+
+    def weight_seed(self, trial) -> int:
+        """One seed per configuration, shared by its cells. Trial k runs configuration
+        k // cells (`PairedOracle`); worked out here, not asked of the oracle, which
+        a worker only reaches through Keras Tuner's gRPC client."""
+        configuration = int(trial.trial_id) // len(self.hypermodel.cells)
+        return self.hypermodel.seed * 10007 + configuration
 
 
 class GateBayesianOptimization(_GateSearch, keras_tuner.BayesianOptimization):
