@@ -86,9 +86,10 @@ def workers(directory: str, count: int):
     with socket.socket() as s:  # a free port
         s.bind(("127.0.0.1", 0))
         port = str(s.getsockname()[1])
-    os.environ.update(
-        KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=port, KERASTUNER_TUNER_ID="chief"
-    )
+    chief = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
+    chief["KERASTUNER_TUNER_ID"] = "chief"
+    before = {k: os.environ.get(k) for k in chief}
+    os.environ.update(chief)
     command = [sys.executable, "-m", "kgates_cli", "tune", "--directory", directory]
     command += ["--worker", f"127.0.0.1:{port}", "--gate-freq", "0", "--verbose", "0"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")}
@@ -97,9 +98,18 @@ def workers(directory: str, count: int):
     ]
     try:
         yield
+    except BaseException:  # the chief failed or was stopped: so are its workers
+        for process in started:
+            process.terminate()
+        raise
     finally:
         for process in started:
             process.wait()
+        for k, v in before.items():  # this process is no chief once the search is done
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def trial_records(trials: list[dict]) -> list[dict]:

@@ -78,6 +78,22 @@ def test_search_space_odyssey_compares_variants_with_v_pair_by_pair(tmp_path):
     assert spec["tuner"] == "paired" and spec["margin"] == study.MARGINS["code"]
     trials = kgates.load_trials(str(tmp_path / "s"))
     assert all(t["test"] is not None for t in trials)  # scored on the held-out split
+    saved = json.load(open(tmp_path / "r.json"))["trials"]
+    assert [t["test"] for t in saved] == [t["test"] for t in trials]
+
+
+@pytest.mark.processes
+def test_the_odyssey_with_workers_runs_the_same_trials_as_one_process(tmp_path):
+    # a worker gets the same configurations and weight seeds as a single process
+    study = _load("search_space_odyssey")
+    results = {}
+    for workers in ("0", "2"):
+        directory = str(tmp_path / workers)
+        study.main(["--task", "code", "--smoke", "--directory", directory, "--variants",
+                    "V,NFG", "--workers", workers])  # fmt: skip
+        trials = sorted(kgates.load_trials(directory), key=lambda t: t["id"])
+        results[workers] = [(t["cell"], t["values"]["learning_rate"], t["test"]) for t in trials]
+    assert len(results["2"]) == 4 and results["2"] == results["0"]
 
 
 def test_the_odyssey_verdicts_by_hand():
