@@ -23,75 +23,62 @@ from kgates.inspect._stats import HIGH, LOW, SIGMOID_GATES, has_memory, keep_and
 BINS = 30  # as `histogram_proto` and TensorBoard's default
 
 
-def histograms(values, weight, bins: int = BINS) -> dict:
-    """For each k along the first axis: count, sum, sum of squares, min, max and `bins`
-    bucket counts (equal widths from min to max, as `numpy.histogram`; a constant gets
-    min - 0.5 to max + 0.5) of the entries of `values[k]` where `weight[k]` is 1. One
-    pass over every k at once: each stat is a `(k,)` tensor, `counts` is `(k, bins)`."""
-    keys, axes = values.shape[0], tuple(range(1, len(values.shape)))
-    column = (keys,) + (1,) * len(axes)
+def histogram(values, weight, bins: int = BINS) -> dict:
+    """Count, sum, sum of squares, min, max and `bins` bucket counts (equal widths from
+    min to max, as `numpy.histogram`; a constant gets min - 0.5 to max + 0.5) of the
+    entries of `values` where `weight` is 1."""
     on = weight > 0
     values = ops.where(on, values, 0.0)
-    low = ops.min(ops.where(on, values, np.inf), axis=axes)
-    high = ops.max(ops.where(on, values, -np.inf), axis=axes)
+    low = ops.min(ops.where(on, values, np.inf))
+    high = ops.max(ops.where(on, values, -np.inf))
     constant = high <= low  # also when there is nothing (inf, -inf)
     start = ops.where(constant, low - 0.5, low)
     start = ops.where(ops.isfinite(start), start, 0.0)
     width = ops.where(constant, 1.0, high - low)
-    index = ops.floor((values - ops.reshape(start, column)) * (bins / ops.reshape(width, column)))
+    index = ops.floor((values - start) * (bins / width))
     index = ops.cast(ops.clip(index, 0, bins - 1), "int32")
-    index = index + ops.reshape(ops.arange(keys, dtype="int32") * bins, column)  # k's own bins
-    counts = bucket_counts(ops.reshape(index, (-1,)), ops.reshape(weight, (-1,)), keys * bins)
+    counts = bucket_counts(ops.reshape(index, (-1,)), ops.reshape(weight, (-1,)), bins)
     return {
-        "num": ops.sum(weight, axis=axes),
-        "sum": ops.sum(values * weight, axis=axes),
-        "sum_squares": ops.sum(values * values * weight, axis=axes),
+        "num": ops.sum(weight),
+        "sum": ops.sum(values * weight),
+        "sum_squares": ops.sum(values * values * weight),
         "min": low,
         "max": high,
-        "counts": ops.reshape(counts, (keys, bins)),
+        "counts": counts,
     }
 
 
-def order_statistic(values, weight, ranks, bins: int = 1024, passes: int = 2):
-    """The `ranks`-th smallest (from 0; a `(r,)` tensor, all found in one pass) of the
-    entries where `weight` is 1, to within (max - min) / (2 * bins**passes): each pass
-    counts the entries in `bins` equal buckets of the range left and keeps the bucket
-    that holds the rank. Counting is linear in the entries, where a sort (the exact
-    way) costs more than the rest of the dashboards together on a CPU."""
-    values = ops.reshape(ops.convert_to_tensor(values, "float32"), (1, -1))
-    ranks = ops.reshape(ops.convert_to_tensor(ranks, "float32"), (-1, 1))
-    on = ops.reshape(ops.convert_to_tensor(weight) > 0, (1, -1))
+def order_statistic(values, weight, rank, bins: int = 1024, passes: int = 2):
+    """The `rank`-th smallest (from 0) of the entries where `weight` is 1, to within
+    (max - min) / (2 * bins**passes): each pass counts the entries in `bins` equal
+    buckets of the range left and keeps the bucket that holds the rank. Counting
+    is linear in the entries, where a sort (the exact way) costs more than the rest
+    of the dashboards together on a CPU."""
+    values, on = ops.convert_to_tensor(values, "float32"), ops.convert_to_tensor(weight) > 0
     start = ops.min(ops.where(on, values, np.inf))
     end = ops.max(ops.where(on, values, -np.inf))
-    on = ops.logical_and(on, ops.ones_like(ranks) > 0)  # (r, n): one search per rank
-    low, high, below = start + 0.0 * ranks, end + 0.0 * ranks, 0.0 * ranks
-    offset = ops.reshape(ops.arange(ranks.shape[0], dtype="int32") * bins, (-1, 1))
+    low, high, below = start, end, 0.0
     for _ in range(passes):
         width = ops.where(high > low, (high - low) / bins, 1.0)
         index = ops.cast(ops.clip(ops.floor((values - low) / width), 0, bins - 1), "int32")
         counts = bucket_counts(
-            ops.reshape(index + offset, (-1,)),
-            ops.reshape(ops.cast(on, "float32"), (-1,)),
-            ranks.shape[0] * bins,
+            ops.reshape(index, (-1,)), ops.reshape(ops.cast(on, "float32"), (-1,)), bins
         )
-        counts = ops.reshape(counts, (-1, bins))
-        cumulative = ops.cumsum(counts, axis=1) + below
-        bucket = ops.sum(ops.cast(cumulative <= ranks, "int32"), axis=1, keepdims=True)
-        bucket = ops.minimum(bucket, bins - 1)
-        earlier = ops.arange(bins)[None, :] < bucket
-        below = below + ops.sum(ops.where(earlier, counts, 0.0), axis=1, keepdims=True)
+        cumulative = ops.cumsum(counts) + below
+        bucket = ops.minimum(ops.sum(ops.cast(cumulative <= rank, "int32")), bins - 1)
+        below = below + ops.sum(ops.where(ops.arange(bins) < bucket, counts, 0.0))
         on = ops.logical_and(on, index == bucket)
         low = low + ops.cast(bucket, "float32") * width
         high = low + width
-    return ops.where(end > start, (low[:, 0] + high[:, 0]) / 2.0, start)
+    return ops.where(end > start, (low + high) / 2.0, start)
 
 
 def _median(values, weight):
     """The median of the entries where `weight` is 1 (the mean of the middle two for an
     even count, as `numpy.median`), by `order_statistic`."""
     n = ops.sum(weight)
-    middle = ops.stack([ops.floor((n - 1.0) / 2.0), ops.floor(n / 2.0)])
-    return ops.mean(order_statistic(values, weight, middle))
+    low, high = ops.floor((n - 1.0) / 2.0), ops.floor(n / 2.0)
+    return (order_statistic(values, weight, low) + order_statistic(values, weight, high)) / 2.0
 
 
 def memory_span(keep, write, valid, backwards: bool):
@@ -134,30 +121,26 @@ class PartSummaries(keras.layers.Layer):
             for j, k in enumerate(self.names)
             if k in self.keys
         }
-        real = valid[..., None]
+        nonfinite = 0.0
+        for key, v in values.items():
+            finite = ops.cast(ops.isfinite(v), "float32")
+            weight = finite * valid[..., None]
+            nonfinite = nonfinite + ops.sum(valid[..., None] * (1.0 - finite))
+            for stat, value in histogram(v, weight).items():
+                out[f"{key}/{stat}"] = value
+            if key in SIGMOID_GATES:
+                per_unit = ops.sum(weight, axis=(0, 1))
+                for side, on in (("left", v < LOW), ("right", v > HIGH)):
+                    hits = ops.sum(ops.cast(on, "float32") * weight, axis=(0, 1))
+                    out[f"{key}/{side}"] = ops.sum(hits) / ops.sum(per_unit)
+                    out[f"{key}/unit_{side}"] = hits / per_unit
+        out["nonfinite"] = nonfinite
         if has_memory(values):
-            values["span"] = memory_span(*keep_and_write(values), valid, self.backwards)
-        stacked = ops.stack(list(values.values()))  # (keys, batch, time, units)
-        finite = ops.cast(ops.isfinite(stacked), "float32")
-        weight = finite * real
-        nonfinite = ops.sum(real * (1.0 - finite), axis=(1, 2, 3))
-        out["nonfinite"] = ops.sum(nonfinite[: len(values) - ("span" in values)])
-        for stat, value in histograms(stacked, weight).items():
-            for k, key in enumerate(values):
-                out[f"{key}/{stat}"] = value[k]
-        gates = [k for k, key in enumerate(values) if key in SIGMOID_GATES]
-        if gates:
-            v, w = ops.take(stacked, gates, axis=0), ops.take(weight, gates, axis=0)
-            per_unit = ops.sum(w, axis=(1, 2))
-            for side, on in (("left", v < LOW), ("right", v > HIGH)):
-                hits = ops.sum(ops.cast(on, "float32") * w, axis=(1, 2))
-                share = ops.sum(hits, axis=1) / ops.sum(per_unit, axis=1)
-                for g, k in enumerate(gates):
-                    key = list(values)[k]
-                    out[f"{key}/{side}"] = share[g]
-                    out[f"{key}/unit_{side}"] = hits[g] / per_unit[g]
-        if "span" in values:
-            out["span/median"] = _median(values["span"], weight[-1])
+            span = memory_span(*keep_and_write(values), valid, self.backwards)
+            weight = ops.cast(ops.isfinite(span), "float32") * valid[..., None]
+            for stat, value in histogram(span, weight).items():
+                out[f"span/{stat}"] = value
+            out["span/median"] = _median(span, weight)
         return out
 
 
