@@ -34,6 +34,7 @@ import os
 import socket
 import subprocess
 import sys
+from unittest import mock
 
 import kgates
 from kgates.study._paired import equivalence_p, paired_against_reference
@@ -86,30 +87,24 @@ def workers(directory: str, count: int):
     with socket.socket() as s:  # a free port
         s.bind(("127.0.0.1", 0))
         port = str(s.getsockname()[1])
-    chief = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
-    chief["KERASTUNER_TUNER_ID"] = "chief"
-    before = {k: os.environ.get(k) for k in chief}
-    os.environ.update(chief)
     command = [sys.executable, "-m", "kgates_cli", "tune", "--directory", directory]
     command += ["--worker", f"127.0.0.1:{port}", "--gate-freq", "0", "--verbose", "0"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")}
     started = [
         subprocess.Popen([*command, "--worker-id", f"worker-{i}"], env=env) for i in range(count)
     ]
-    try:
-        yield
-    except BaseException:  # the chief failed or was stopped: so are its workers
-        for process in started:
-            process.terminate()
-        raise
-    finally:
-        for process in started:
-            process.wait()
-        for k, v in before.items():  # this process is no chief once the search is done
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    # this process is the chief while the search runs, and no longer after it
+    chief = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
+    with mock.patch.dict(os.environ, {**chief, "KERASTUNER_TUNER_ID": "chief"}):
+        try:
+            yield
+        except BaseException:  # the chief failed or was stopped: so are its workers
+            for process in started:
+                process.terminate()
+            raise
+        finally:
+            for process in started:
+                process.wait()
 
 
 def trial_records(trials: list[dict]) -> list[dict]:

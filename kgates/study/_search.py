@@ -130,8 +130,12 @@ class _GateSearch:
         return os.path.join(self.project_dir, "tuner0.json")
 
     def weight_seed(self, trial) -> int:
-        """The seed of trial's initial weights, data order and dropout: one per trial."""
-        return self.hypermodel.seed * 10007 + int(trial.trial_id)
+        """The seed of trial's initial weights, data order and dropout."""
+        return self.hypermodel.seed * 10007 + self.weight_index(trial)
+
+    def weight_index(self, trial) -> int:
+        """Which of the search's seeds `trial` gets: its own."""
+        return int(trial.trial_id)
 
     def run_trial(self, trial, *args, **kwargs):
         keras.utils.set_random_seed(self.weight_seed(trial))
@@ -252,12 +256,11 @@ class GatePairedSearch(GateRandomSearch):
 
     oracle_class = PairedOracle
 
-    def weight_seed(self, trial) -> int:
+    def weight_index(self, trial) -> int:
         """One seed per configuration, shared by its cells. Trial k runs configuration
         k // cells (`PairedOracle`); worked out here, not asked of the oracle, which
         a worker only reaches through Keras Tuner's gRPC client."""
-        configuration = int(trial.trial_id) // len(self.hypermodel.cells)
-        return self.hypermodel.seed * 10007 + configuration
+        return int(trial.trial_id) // len(self.hypermodel.cells)
 
 
 class GateBayesianOptimization(_GateSearch, keras_tuner.BayesianOptimization):
