@@ -9,6 +9,7 @@ and the same batch order. Each arm is compared with b_f = 1 (Keras's default).
 
     python experiments/forget_bias.py pilot --task adding-100 --worker 0/2 &
     python experiments/forget_bias.py pilot --task adding-100 --worker 1/2; wait
+    # again until the pilot has nothing left: a grid grows past an end that wins
     python experiments/forget_bias.py main --task adding-100 --worker 0/2 &
     python experiments/forget_bias.py main --task adding-100 --worker 1/2; wait
     python experiments/forget_bias.py report --task adding-100 \\

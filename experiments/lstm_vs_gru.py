@@ -4,19 +4,22 @@ study: see `staged.py`).
 
 Arms: `kgates.LSTM` (Keras's, forget bias 1) of 32 and of 128 units, and for each
 the `kgates.GRU` (`reset_after=True`) whose parameter count on the task is closest
-("GRU~32", "GRU~128"). A pilot picks each arm's learning rate from a 6-point grid;
-15 seeds then run every arm at its rate (seed s: the same data for every arm). Each
-GRU is compared with its LSTM pair by pair: the Hodges-Lehmann shift of the test
-loss, Wilcoxon, Holm; "GRU ~ LSTM" by two one-sided tests within the task's margin
-(`MARGINS`, fixed before any run); time to solve by Kaplan-Meier and log-rank.
+("GRU~32", "GRU~128"). A pilot picks each arm's learning rate from a 6-point grid
+(grown past an end when the best rate is there); 15 seeds then run every arm at
+its rate (seed s: the same data for every arm). Each GRU is compared with its
+LSTM pair by pair: the Hodges-Lehmann shift of the test loss, Wilcoxon, Holm;
+"GRU ~ LSTM" by two one-sided tests within the task's margin (`MARGINS`, fixed
+before any run); time to solve by Kaplan-Meier and log-rank.
 
     python experiments/lstm_vs_gru.py pilot --task adding-100 --worker 0/2 &
     python experiments/lstm_vs_gru.py pilot --task adding-100 --worker 1/2; wait
+    # again until the pilot has nothing left: a grid grows past an end that wins
     python experiments/lstm_vs_gru.py main --task adding-100 --worker 0/2 &
     python experiments/lstm_vs_gru.py main --task adding-100 --worker 1/2; wait
     python experiments/lstm_vs_gru.py report --task adding-100 --json lstm_vs_gru_adding-100.json
 
-At the full size a task is 4 arms x (6 rates x 2 pilot seeds + 15 seeds) = 108 runs.
+At the full size a task is 4 arms x (6 rates x 2 pilot seeds + 15 seeds) = 108 runs,
+and 2 more for each step a grid grows.
 """
 
 from __future__ import annotations

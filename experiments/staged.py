@@ -13,7 +13,10 @@ goes on) and shareable between processes (`--worker K/N`):
 
 1. `pilot`: every arm at every learning rate on the pilot seeds; an arm's rate is
    the one with the lowest median validation score (a diverged run counts as the
-   worst); the report says when it fell at an end of the grid.
+   worst). While an arm's best rate is an end of its grid, the next `pilot` grows
+   that arm's grid past it, one step of the 1-3-10 ladder at a time (up to `EXTEND`
+   steps each way), so run `pilot` until it has nothing left to do; the report says
+   when a rate still fell at an end.
 2. `main`: every arm at its rate on the seeds; refused until the pilot is whole.
    `main --lr R` (and `report --lr R`): every arm at the one rate R instead, a check
    that a difference is not the pilot's choice of rates; runs at R already made are
@@ -36,6 +39,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import math
 import os
 import time
 
@@ -47,6 +51,8 @@ from kgates.study._compare import BOOTSTRAP, holm, with_holm
 from kgates.study._paired import equivalence_p, paired_against_reference
 
 BATCH = 64
+EXTEND = 2  # steps the pilot's grid may grow past either end, per arm
+AGAIN = "run `pilot` until it has nothing left to do (it grows a grid whose best rate is an end)"
 
 
 def task_data(study, name: str, seed: int, smoke: bool):
@@ -132,22 +138,61 @@ def load(out: str, stage: str, name: str) -> list[dict]:
     return runs
 
 
+def _next_rate(lr: float, up: bool) -> float:
+    """The rate one step of the 1-3-10 ladder above (or below) `lr`."""
+    exponent = math.floor(math.log10(lr))
+    ladder = [float(f"{m}e{e}") for e in range(exponent - 2, exponent + 3) for m in (1, 3)]
+    return min(r for r in ladder if r > 1.5 * lr) if up else max(r for r in ladder if r < lr / 1.5)
+
+
+def _pilot_medians(study, runs: list[dict], arm: str, grid: list, seeds: int) -> dict | None:
+    """Median validation score per rate of `grid` (a diverged run counts as the
+    worst of the pilot), or None while a rate lacks some of its runs."""
+    worst = max((r["val"] for r in runs if r["val"] is not None), default=np.inf)
+    medians = {}
+    for lr in grid:
+        scores = [worst if r["val"] is None else r["val"] for r in runs
+                  if r["arm"] == arm and r["lr"] == lr]  # fmt: skip
+        if len(scores) < seeds:
+            return None
+        medians[lr] = float(np.median(scores))
+    return medians
+
+
+def pilot_grid(study, runs: list[dict], arm: str, smoke: bool) -> list[float]:
+    """An arm's pilot rates: `LRS`, grown one ladder step past an end while the best
+    rate is that end (at most `EXTEND` steps each way; none with --smoke)."""
+    grid = list(study.LRS[:2] if smoke else study.LRS)
+    seeds = 1 if smoke else len(study.PILOT_SEEDS)
+    grown = {True: 0, False: 0}  # steps up, steps down
+    while not smoke:
+        medians = _pilot_medians(study, runs, arm, grid, seeds)
+        best = medians and min(medians, key=medians.get)
+        up = best == grid[-1]
+        if best not in (grid[0], grid[-1]) or grown[up] == EXTEND:
+            break
+        grown[up] += 1
+        grid.insert(len(grid) if up else 0, _next_rate(best, up))
+    return grid
+
+
 def chosen_rates(study, out: str, name: str) -> dict:
     """Each arm's learning rate: the lowest median validation score in the pilot
-    (a diverged run counts as the worst)."""
+    (a diverged run counts as the worst), over the arm's whole grid."""
     runs = load(out, "pilot", name)
-    worst = max((r["val"] for r in runs if r["val"] is not None), default=np.inf)
+    smoke = any(_smoke(r) for r in runs)
     rates = {}
     for arm in study.ARMS:
-        medians = {}
-        for lr in study.LRS:
-            scores = [worst if r["val"] is None else r["val"] for r in runs
-                      if r["arm"] == arm and r["lr"] == lr]  # fmt: skip
-            if scores:
-                medians[lr] = float(np.median(scores))
-        if medians:
-            rates[arm] = min(medians, key=medians.get)
+        grid = pilot_grid(study, runs, arm, smoke)
+        medians = _pilot_medians(study, runs, arm, grid, 1 if smoke else len(study.PILOT_SEEDS))
+        if medians is None:
+            raise SystemExit(f"the pilot of {name} has not finished {arm}'s grid {grid}: {AGAIN}")
+        rates[arm] = min(medians, key=medians.get)
     return rates
+
+
+def _smoke(run: dict) -> bool:
+    return run.get("smoke", run["epochs"] <= 2)  # runs made before "smoke" was recorded
 
 
 def rates_of(study, out: str, name: str, lr: float | None) -> dict:
@@ -157,8 +202,9 @@ def rates_of(study, out: str, name: str, lr: float | None) -> dict:
 
 def plan(study, stage: str, name: str, out: str, smoke: bool, lr=None) -> list[tuple]:
     if stage == "pilot":  # --smoke: one seed, two rates
-        seeds, rates = study.PILOT_SEEDS[: 1 if smoke else None], study.LRS[: 2 if smoke else None]
-        return [(arm, lr, seed) for arm in study.ARMS for lr in rates for seed in seeds]
+        seeds, runs = study.PILOT_SEEDS[: 1 if smoke else None], load(out, "pilot", name)
+        return [(arm, lr, seed) for arm in study.ARMS
+                for lr in pilot_grid(study, runs, arm, smoke) for seed in seeds]  # fmt: skip
     missing = [
         key
         for key in (_key("pilot", name, *run) for run in plan(study, "pilot", name, out, smoke))
@@ -166,7 +212,7 @@ def plan(study, stage: str, name: str, out: str, smoke: bool, lr=None) -> list[t
     ]
     if missing:
         raise SystemExit(
-            f"the pilot of {name} lacks {len(missing)} runs ({missing[0]}, ...); run it first."
+            f"the pilot of {name} lacks {len(missing)} runs ({missing[0]}, ...): {AGAIN}"
         )
     rates = rates_of(study, out, name, lr)
     seeds = study.SEEDS[: 2 if smoke else None]
@@ -197,16 +243,18 @@ def report(study, out: str, name: str, lr: float | None = None) -> dict:
     rates = rates_of(study, out, name, lr)
     runs = [r for r in load(out, "main", name) if r["lr"] == rates.get(r["arm"])]
     worst = max((r["test"] for r in runs if r["test"] is not None), default=np.nan)
-    rng = np.random.default_rng(0)
+    rng, pilot = np.random.default_rng(0), load(out, "pilot", name)
     arms = {}
     for arm in study.ARMS:
         mine = [r for r in runs if r["arm"] == arm]
         if not mine:
             continue
         scores = np.array([worst if r["diverged"] else r["test"] for r in mine])
+        grid = pilot_grid(study, pilot, arm, _smoke(mine[0]))
         arms[arm] = {
             "lr": rates[arm],
-            "lr_at_edge": not lr and rates[arm] in (study.LRS[0], study.LRS[-1]),
+            "pilot_rates": grid,
+            "lr_at_edge": not lr and rates[arm] in (grid[0], grid[-1]),
             "runs": len(mine),
             "parameters": mine[0].get("parameters"),
             "diverged": sum(r["diverged"] for r in mine),
@@ -254,7 +302,7 @@ def initial_reach(study, out: str, runs: list[dict]) -> dict:
         key = _key("main", r["task"], r["arm"], r["lr"], r["seed"])
         if key in cached:
             continue
-        smoke = r.get("smoke", r["epochs"] <= 2)
+        smoke = _smoke(r)
         task = task_data(study, r["task"], r["seed"], smoke)
         model = study.build(r["arm"], task, r["seed"], r["lr"], smoke)
         norms = kgates.GradientFlow(model)(task.x_val[:64], task.y_val[:64])["rnn"]

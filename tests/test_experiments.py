@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import types
 
 import keras
 import numpy as np
@@ -259,6 +260,39 @@ def test_gradient_flow_init_predicts_and_compares_reach(tmp_path):
         "LSTM b_f=1 c vs SimpleRNN h",
         "LSTM b_f=1 c vs GRU h",
     }
+
+
+def test_the_pilot_grows_a_grid_whose_best_rate_is_an_end(tmp_path):
+    study = _load("forget_bias")  # rates 1e-3 ... 1e-1, two pilot seeds
+    staged, rates, arm = study.staged, list(study.LRS), "b_f=1"
+
+    def pilot(scores):  # {rate: validation scores of the pilot seeds}; None: diverged
+        out = tmp_path / str(len(os.listdir(tmp_path)))
+        for lr, values in scores.items():
+            for seed, val in zip(study.PILOT_SEEDS, values):
+                record = {"arm": arm, "lr": lr, "seed": seed, "val": val, "epochs": 25}
+                staged._save(str(out), staged._key("pilot", "adding-100", arm, lr, seed), record)
+        return str(out), staged.load(str(out), "pilot", "adding-100")
+
+    def grid(scores):
+        return staged.pilot_grid(study, pilot(scores)[1], arm, smoke=False)
+
+    flat = {lr: [1.0, 1.0] for lr in rates}
+    assert grid({**flat, 1e-2: [0.5, 0.6]}) == rates  # best inside: as it is
+    top = {**flat, 1e-1: [0.5, 0.5]}
+    assert grid(top) == [*rates, 0.3]  # best at the top: one step of 1-3-10 up
+    assert grid({**top, 0.3: [0.5]}) == [*rates, 0.3]  # 0.3 has one seed of two
+    assert grid({**top, 0.3: [0.4, None]}) == [*rates, 0.3]  # median: (0.4 + worst) / 2
+    assert grid({**top, 0.3: [0.4, 0.4], 1.0: [0.3, 0.3]}) == [*rates, 0.3, 1.0]  # EXTEND
+    assert grid({**flat, 1e-3: [0.5, 0.5], 3e-4: [0.4, 0.4]}) == [1e-4, 3e-4, *rates]
+    assert staged.pilot_grid(study, pilot(top)[1], arm, smoke=True) == rates[:2]
+
+    one_arm = types.SimpleNamespace(**{**vars(study), "ARMS": [arm]})
+    out, _ = pilot({**top, 0.3: [0.4, 0.4], 1.0: [0.3, 0.3]})
+    assert staged.chosen_rates(one_arm, out, "adding-100") == {arm: 1.0}
+    out, _ = pilot(top)  # 0.3 not yet run: the main stage waits for it
+    with pytest.raises(SystemExit, match="grows a grid"):
+        staged.chosen_rates(one_arm, out, "adding-100")
 
 
 def test_the_forget_bias_time_to_solve_worked_by_hand():
