@@ -145,7 +145,7 @@ def _next_rate(lr: float, up: bool) -> float:
     return min(r for r in ladder if r > 1.5 * lr) if up else max(r for r in ladder if r < lr / 1.5)
 
 
-def _pilot_medians(study, runs: list[dict], arm: str, grid: list, seeds: int) -> dict | None:
+def _pilot_medians(runs: list[dict], arm: str, grid: list, seeds: int) -> dict | None:
     """Median validation score per rate of `grid` (a diverged run counts as the
     worst of the pilot), or None while a rate lacks some of its runs."""
     worst = max((r["val"] for r in runs if r["val"] is not None), default=np.inf)
@@ -159,21 +159,25 @@ def _pilot_medians(study, runs: list[dict], arm: str, grid: list, seeds: int) ->
     return medians
 
 
-def pilot_grid(study, runs: list[dict], arm: str, smoke: bool) -> list[float]:
-    """An arm's pilot rates: `LRS`, grown one ladder step past an end while the best
-    rate is that end (at most `EXTEND` steps each way; none with --smoke)."""
+def _grown(study, runs: list[dict], arm: str, smoke: bool) -> tuple[list[float], dict | None]:
+    """An arm's pilot grid (see `pilot_grid`) and its medians (`_pilot_medians`)."""
     grid = list(study.LRS[:2] if smoke else study.LRS)
     seeds = 1 if smoke else len(study.PILOT_SEEDS)
     grown = {True: 0, False: 0}  # steps up, steps down
-    while not smoke:
-        medians = _pilot_medians(study, runs, arm, grid, seeds)
+    while True:
+        medians = _pilot_medians(runs, arm, grid, seeds)
         best = medians and min(medians, key=medians.get)
         up = best == grid[-1]
-        if best not in (grid[0], grid[-1]) or grown[up] == EXTEND:
-            break
+        if smoke or best not in (grid[0], grid[-1]) or grown[up] == EXTEND:
+            return grid, medians
         grown[up] += 1
         grid.insert(len(grid) if up else 0, _next_rate(best, up))
-    return grid
+
+
+def pilot_grid(study, runs: list[dict], arm: str, smoke: bool) -> list[float]:
+    """An arm's pilot rates: `LRS`, grown one ladder step past an end while the best
+    rate is that end (at most `EXTEND` steps each way; none with --smoke)."""
+    return _grown(study, runs, arm, smoke)[0]
 
 
 def chosen_rates(study, out: str, name: str) -> dict:
@@ -183,8 +187,7 @@ def chosen_rates(study, out: str, name: str) -> dict:
     smoke = any(_smoke(r) for r in runs)
     rates = {}
     for arm in study.ARMS:
-        grid = pilot_grid(study, runs, arm, smoke)
-        medians = _pilot_medians(study, runs, arm, grid, 1 if smoke else len(study.PILOT_SEEDS))
+        grid, medians = _grown(study, runs, arm, smoke)
         if medians is None:
             raise SystemExit(f"the pilot of {name} has not finished {arm}'s grid {grid}: {AGAIN}")
         rates[arm] = min(medians, key=medians.get)
