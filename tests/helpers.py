@@ -1,8 +1,10 @@
-"""What several test modules share: the tolerance, padded batches, event files."""
+"""What several test modules share: the tolerance, padded batches, event files,
+pairwise coverings."""
 
 import os
 
 import numpy as np
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ATOL = 1e-5  # float32 against float64 references and Keras's own layers
@@ -23,3 +25,16 @@ def read_events(logdir: str, *parts: str) -> EventAccumulator:
     accumulator = EventAccumulator(os.path.join(logdir, *parts), {k: 0 for k in kinds})
     accumulator.Reload()
     return accumulator
+
+
+def pairwise(cases: dict) -> list:
+    """pytest params for each of `cases` (a name: a tuple of arguments) with two
+    settings of two boolean options, alternating between the cases, so that
+    together every pair of (case, option, option) meets: a pairwise covering of
+    the full product at half its size."""
+    settings = [((False, True), (True, False)), ((False, False), (True, True))]
+    return [
+        pytest.param(*arguments, a, b, id=f"{name}-{a}-{b}")
+        for k, (name, arguments) in enumerate(cases.items())
+        for a, b in settings[k % 2]
+    ]

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from helpers import ATOL, padded
+from helpers import ATOL, padded, pairwise
 from reference import lstm_reference, npy, randomize
 
 import kgates
@@ -45,22 +45,9 @@ def _assert_same_step(before, want, got):
         np.testing.assert_allclose(g, w, atol=ATOL, err_msg=name)
 
 
-# Two (go_backwards, return_sequences) pairs per layer: together, every pair of
-# the three options (a pairwise covering).
-UNMASKED = [
-    ("LSTM", False, True),
-    ("LSTM", True, False),
-    ("GRU", False, False),
-    ("GRU", True, True),
-    ("GRU-v1", False, True),
-    ("GRU-v1", True, False),
-]
-
-
 @pytest.mark.parametrize(
     ("ours", "theirs", "kwargs", "go_backwards", "return_sequences"),
-    [(*LAYERS[IDS.index(name)], back, seq) for name, back, seq in UNMASKED],
-    ids=["-".join(map(str, options)) for options in UNMASKED],
+    pairwise(dict(zip(IDS, LAYERS))),
 )
 def test_unmasked_it_runs_and_trains_as_the_keras_layer(
     ours, theirs, kwargs, go_backwards, return_sequences, rng

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from helpers import ATOL, padded
+from helpers import ATOL, padded, pairwise
 from reference import gru_reference, lstm_reference, npy, randomize
 
 import kgates
@@ -46,25 +46,9 @@ STOCK = {  # a stock layer (given go_backwards) and the kgates cell it equals
         lambda: kgates.LSTMCell(5),
     ),
 }
-# Two (go_backwards, masked) pairs per layer: together, every pair of the three
-# options (a pairwise covering).
-STOCK_CASES = [
-    ("LSTM", False, False),
-    ("LSTM", True, True),
-    ("GRU", False, True),
-    ("GRU", True, False),
-    ("GRU-v1", False, False),
-    ("GRU-v1", True, True),
-    ("RNN(LSTMCell)", False, True),
-    ("RNN(LSTMCell)", True, False),
-]
 
 
-@pytest.mark.parametrize(
-    ("stock", "ours", "go_backwards", "masked"),
-    [(*STOCK[name], back, masked) for name, back, masked in STOCK_CASES],
-    ids=["-".join(map(str, case)) for case in STOCK_CASES],
-)
+@pytest.mark.parametrize(("stock", "ours", "go_backwards", "masked"), pairwise(STOCK))
 def test_stock_layers_equal_kgates_cells_with_the_same_weights(
     stock, ours, go_backwards, masked, rng
 ):
