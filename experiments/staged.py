@@ -18,9 +18,9 @@ goes on) and shareable between processes (`--worker K/N`):
    steps each way), so run `pilot` until it has nothing left to do; the report says
    when a rate still fell at an end.
 2. `main`: every arm at its rate on the seeds; refused until the pilot is whole.
-   `main --lr R` (and `report --lr R`): every arm at the one rate R instead, a check
-   that a difference is not the pilot's choice of rates; runs at R already made are
-   reused (files are named by rate).
+   `main --lr R` (and `report --lr R`): every arm at the one rate R instead, with
+   or without a pilot, a check that a difference is not the pilot's choice of
+   rates; runs at R already made are reused (files are named by rate).
 3. `report`: per arm the median test score with a bootstrap 95% interval, diverged
    runs (scored the worst) and runs solved; each comparison paired by seed
    (Wilcoxon signed-rank, Hodges-Lehmann shift with a bootstrap 95% interval, Holm
@@ -208,9 +208,10 @@ def plan(study, stage: str, name: str, out: str, smoke: bool, lr=None) -> list[t
         seeds, runs = study.PILOT_SEEDS[: 1 if smoke else None], load(out, "pilot", name)
         return [(arm, lr, seed) for arm in study.ARMS
                 for lr in pilot_grid(study, runs, arm, smoke) for seed in seeds]  # fmt: skip
+    pilot = [] if lr else plan(study, "pilot", name, out, smoke)  # --lr needs no pilot
     missing = [
         key
-        for key in (_key("pilot", name, *run) for run in plan(study, "pilot", name, out, smoke))
+        for key in (_key("pilot", name, *run) for run in pilot)
         if not os.path.exists(os.path.join(out, f"{key}.json"))
     ]
     if missing:

@@ -16,6 +16,7 @@ from helpers import read_events
 import kgates
 
 EXPERIMENTS = pathlib.Path(__file__).parent.parent / "experiments"
+KEY = ("task", "arm", "lr", "seed")  # what names a run file
 
 
 def _load(name):
@@ -67,33 +68,29 @@ def test_bench_times_every_variant_against_the_keras_layer(tmp_path):
         assert max(worst.values()) < 1e-5
 
 
-@pytest.mark.once
-def test_search_space_odyssey_compares_variants_with_v_pair_by_pair(tmp_path):
-    study = _load("search_space_odyssey")
-    result = study.main(["--task", "code", "--smoke", "--directory", str(tmp_path / "s"),
-                         "--variants", "V,NFG", "--json", str(tmp_path / "r.json")])  # fmt: skip
-    (row,) = result["rows"]
-    assert row["cell"] == "NFG" and row["pairs"] == 2 and row["claim"] == "worse"
-    assert row["verdict"] in ("reproduced", "refuted", "inconclusive at this power")
-    spec = json.load(open(tmp_path / "s" / "kgates_search.json"))
-    assert spec["tuner"] == "paired" and spec["margin"] == study.MARGINS["code"]
-    trials = kgates.load_trials(str(tmp_path / "s"))
-    assert all(t["test"] is not None for t in trials)  # scored on the held-out split
-    saved = json.load(open(tmp_path / "r.json"))["trials"]
-    assert [t["test"] for t in saved] == [t["test"] for t in trials]
-
-
 @pytest.mark.processes
-def test_the_odyssey_with_workers_runs_the_same_trials_as_one_process(tmp_path):
-    # a worker gets the same configurations and weight seeds as a single process
+def test_search_space_odyssey_compares_variants_with_v_and_workers_run_the_same_trials(
+    tmp_path,
+):
     study = _load("search_space_odyssey")
     results = {}
     for workers in ("0", "2"):
         directory = str(tmp_path / workers)
-        study.main(["--task", "code", "--smoke", "--directory", directory, "--variants",
-                    "V,NFG", "--workers", workers])  # fmt: skip
+        result = study.main(["--task", "code", "--smoke", "--directory", directory,
+                             "--variants", "V,NFG", "--workers", workers,
+                             "--json", str(tmp_path / f"{workers}.json")])  # fmt: skip
         trials = sorted(kgates.load_trials(directory), key=lambda t: t["id"])
         results[workers] = [(t["cell"], t["values"]["learning_rate"], t["test"]) for t in trials]
+        if workers == "0":
+            (row,) = result["rows"]
+            assert row["cell"] == "NFG" and row["pairs"] == 2 and row["claim"] == "worse"
+            assert row["verdict"] in ("reproduced", "refuted", "inconclusive at this power")
+            spec = json.load(open(os.path.join(directory, "kgates_search.json")))
+            assert spec["tuner"] == "paired" and spec["margin"] == study.MARGINS["code"]
+            assert all(t["test"] is not None for t in trials)  # scored on the held-out split
+            saved = json.load(open(tmp_path / "0.json"))["trials"]
+            assert [t["test"] for t in saved] == [t["test"] for t in kgates.load_trials(directory)]
+    # a worker gets the same configurations and weight seeds as a single process
     assert len(results["2"]) == 4 and results["2"] == results["0"]
 
 
@@ -109,15 +106,22 @@ def test_the_odyssey_verdicts_by_hand():
 
 
 @pytest.mark.once
-def test_lstm_vs_gru_stages_run_and_pair_each_gru_with_its_lstm(tmp_path):
+def test_lstm_vs_gru_runs_at_one_rate_without_a_pilot_and_pairs_each_gru_with_its_lstm(
+    tmp_path,
+):
     study = _load("lstm_vs_gru")
     out = ["--smoke", "--out", str(tmp_path / "runs")]
-    for stage in ("pilot", "main"):
-        study.main([stage, *out])
-    result = study.main(["report", *out])
+    study.main(["main", *out, "--lr", "0.01"])  # --lr: every arm at one rate, no pilot
+    result = study.main(["report", *out, "--lr", "0.01"])
     assert {(r["cell"], r["reference"]) for r in result["comparisons"]} == set(study.COMPARISONS)
     assert all("tost_p" in r and r["margin"] == 0.01 for r in result["comparisons"])
-    assert all(a["runs"] == 2 for a in result["arms"].values())
+    assert all(a["runs"] == 2 and a["lr"] == 0.01 for a in result["arms"].values())
+    assert not any(a["lr_at_edge"] for a in result["arms"].values())
+    with pytest.raises(SystemExit, match="pilot of adding-100 has not finished"):
+        study.main(["report", *out])  # the pilot's rates: there is no pilot
+    with pytest.raises(SystemExit) as refused:
+        study.main(["pilot", *out, "--lr", "0.5"])
+    assert refused.value.code == 2
 
 
 @pytest.mark.parametrize("task", ["adding", "copy", "music"])
@@ -166,17 +170,15 @@ def test_forget_bias_stages_resume_and_pair_the_arms_by_seed(tmp_path, capsys):
     assert len(json.load(open(os.path.join(out, "reach.json")))) == 2 * len(study.ARMS)
     run = json.load(open(os.path.join(out, sorted(os.listdir(out))[0])))
     assert len(run["val_loss"]) == len(run["test_loss"]) == run["epochs"] == 2
-    # --lr: every arm at one rate, beside (not mixed with) the pilot's rates
-    study.main(["main", *common, "--lr", "0.5"])
-    fixed = study.main(["report", *common, "--lr", "0.5"])
-    assert {a["lr"] for a in fixed["arms"].values()} == {0.5}
-    assert all(a["runs"] == 2 for a in fixed["arms"].values())
+    # runs at another rate (as `main --lr 0.5` names them) are not mixed into the report
+    for name in os.listdir(out):
+        if name.startswith("main-"):
+            with open(os.path.join(out, name)) as f:
+                run = {**json.load(f), "lr": 0.5}
+            study.staged._save(out, study.staged._key("main", *(run[k] for k in KEY)), run)
+    assert len([n for n in os.listdir(out) if n.startswith("main-")]) == 4 * len(study.ARMS)
     again = study.main(["report", *common])
-    assert [a["runs"] for a in again["arms"].values()] == [2] * len(study.ARMS)
     assert again["arms"] == result["arms"]
-    with pytest.raises(SystemExit) as refused:
-        study.main(["pilot", *common, "--lr", "0.5"])
-    assert refused.value.code == 2
 
 
 def test_the_forget_bias_arms_set_the_biases_they_name():
