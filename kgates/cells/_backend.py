@@ -89,6 +89,13 @@ def has_own_loop(backend: str, device: str) -> bool:
     return backend == "torch" and device == "cpu"
 
 
+def compiles_one_off_calls() -> bool:
+    """Whether even a single call of a model is faster compiled than eager: JAX, whose
+    eager ops are each compiled for their shapes, so that a first eager trace and its
+    dashboard numbers cost several times one compile of the whole model."""
+    return name() == "jax"
+
+
 def recomputes_forward_passes(backend: str) -> bool:
     """Whether a forward pass (inference, a trace) is faster as Keras's kernel plus the
     recomputation than stepping the cell, also without a GPU: torch, whose CPU kernel

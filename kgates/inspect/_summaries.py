@@ -23,62 +23,78 @@ from kgates.inspect._stats import HIGH, LOW, SIGMOID_GATES, has_memory, keep_and
 BINS = 30  # as `histogram_proto` and TensorBoard's default
 
 
-def histogram(values, weight, bins: int = BINS) -> dict:
+def histograms(values, weight, bins: int = BINS) -> dict:
     """Count, sum, sum of squares, min, max and `bins` bucket counts (equal widths from
     min to max, as `numpy.histogram`; a constant gets min - 0.5 to max + 0.5) of the
-    entries of `values` where `weight` is 1."""
+    entries of each row of `values` `(rows, n)` where `weight` is 1: each statistic
+    `(rows,)`, the counts `(rows, bins)`. One computation for all rows, so that the
+    graph (and its compile time) does not grow with the number of gates."""
+    rows = values.shape[0]
     on = weight > 0
     values = ops.where(on, values, 0.0)
-    low = ops.min(ops.where(on, values, np.inf))
-    high = ops.max(ops.where(on, values, -np.inf))
+    low = ops.min(ops.where(on, values, np.inf), axis=1)
+    high = ops.max(ops.where(on, values, -np.inf), axis=1)
     constant = high <= low  # also when there is nothing (inf, -inf)
     start = ops.where(constant, low - 0.5, low)
     start = ops.where(ops.isfinite(start), start, 0.0)
     width = ops.where(constant, 1.0, high - low)
-    index = ops.floor((values - start) * (bins / width))
-    index = ops.cast(ops.clip(index, 0, bins - 1), "int32")
-    counts = bucket_counts(ops.reshape(index, (-1,)), ops.reshape(weight, (-1,)), bins)
+    index = ops.floor((values - start[:, None]) * (bins / width)[:, None])
+    index = ops.cast(ops.clip(index, 0, bins - 1), "int32") + ops.arange(rows)[:, None] * bins
+    counts = bucket_counts(ops.reshape(index, (-1,)), ops.reshape(weight, (-1,)), rows * bins)
     return {
-        "num": ops.sum(weight),
-        "sum": ops.sum(values * weight),
-        "sum_squares": ops.sum(values * values * weight),
+        "num": ops.sum(weight, axis=1),
+        "sum": ops.sum(values * weight, axis=1),
+        "sum_squares": ops.sum(values * values * weight, axis=1),
         "min": low,
         "max": high,
-        "counts": counts,
+        "counts": ops.reshape(counts, (rows, bins)),
     }
 
 
-def order_statistic(values, weight, rank, bins: int = 1024, passes: int = 2):
-    """The `rank`-th smallest (from 0) of the entries where `weight` is 1, to within
-    (max - min) / (2 * bins**passes): each pass counts the entries in `bins` equal
-    buckets of the range left and keeps the bucket that holds the rank. Counting
-    is linear in the entries, where a sort (the exact way) costs more than the rest
-    of the dashboards together on a CPU."""
-    values, on = ops.convert_to_tensor(values, "float32"), ops.convert_to_tensor(weight) > 0
+def order_statistics(values, weight, ranks, bins: int = 1024, passes: int = 2):
+    """The `ranks`-th smallest (from 0; a 1-D tensor of ranks) of the entries where
+    `weight` is 1, each to within (max - min) / (2 * bins**passes): each pass counts
+    the entries in `bins` equal buckets of the range left and keeps the bucket that
+    holds the rank. Counting is linear in the entries, where a sort (the exact way)
+    costs more than the rest of the dashboards together on a CPU."""
+    ranks = ops.convert_to_tensor(ranks, "float32")
+    count = ranks.shape[0]
+    values = ops.reshape(ops.convert_to_tensor(values, "float32"), (1, -1))
+    on = ops.reshape(ops.convert_to_tensor(weight) > 0, (1, -1))
     start = ops.min(ops.where(on, values, np.inf))
     end = ops.max(ops.where(on, values, -np.inf))
-    low, high, below = start, end, 0.0
+    on = ops.logical_and(on, ops.ones((count, 1), "bool"))  # one row per rank
+    below = ops.zeros((count,))
+    low, high = start + below, end + below
     for _ in range(passes):
         width = ops.where(high > low, (high - low) / bins, 1.0)
-        index = ops.cast(ops.clip(ops.floor((values - low) / width), 0, bins - 1), "int32")
-        counts = bucket_counts(
-            ops.reshape(index, (-1,)), ops.reshape(ops.cast(on, "float32"), (-1,)), bins
-        )
-        cumulative = ops.cumsum(counts) + below
-        bucket = ops.minimum(ops.sum(ops.cast(cumulative <= rank, "int32")), bins - 1)
-        below = below + ops.sum(ops.where(ops.arange(bins) < bucket, counts, 0.0))
-        on = ops.logical_and(on, index == bucket)
+        index = ops.floor((values - low[:, None]) / width[:, None])
+        index = ops.cast(ops.clip(index, 0, bins - 1), "int32")
+        flat = ops.reshape(index + ops.arange(count)[:, None] * bins, (-1,))
+        counts = bucket_counts(flat, ops.reshape(ops.cast(on, "float32"), (-1,)), count * bins)
+        counts = ops.reshape(counts, (count, bins))
+        cumulative = ops.cumsum(counts, axis=1) + below[:, None]
+        bucket = ops.minimum(ops.sum(ops.cast(cumulative <= ranks[:, None], "int32"), 1), bins - 1)
+        lower = ops.arange(bins)[None, :] < bucket[:, None]
+        below = below + ops.sum(ops.where(lower, counts, 0.0), axis=1)
+        on = ops.logical_and(on, index == bucket[:, None])
         low = low + ops.cast(bucket, "float32") * width
         high = low + width
     return ops.where(end > start, (low + high) / 2.0, start)
 
 
+def order_statistic(values, weight, rank, bins: int = 1024, passes: int = 2):
+    """The `rank`-th smallest (from 0) of the entries where `weight` is 1 (see
+    `order_statistics`)."""
+    return order_statistics(values, weight, ops.reshape(rank, (1,)), bins, passes)[0]
+
+
 def _median(values, weight):
     """The median of the entries where `weight` is 1 (the mean of the middle two for an
-    even count, as `numpy.median`), by `order_statistic`."""
+    even count, as `numpy.median`), by `order_statistics`."""
     n = ops.sum(weight)
-    low, high = ops.floor((n - 1.0) / 2.0), ops.floor(n / 2.0)
-    return (order_statistic(values, weight, low) + order_statistic(values, weight, high)) / 2.0
+    middle = ops.stack([ops.floor((n - 1.0) / 2.0), ops.floor(n / 2.0)])
+    return ops.mean(order_statistics(values, weight, middle))
 
 
 def memory_span(keep, write, valid, backwards: bool):
@@ -121,25 +137,33 @@ class PartSummaries(keras.layers.Layer):
             for j, k in enumerate(self.names)
             if k in self.keys
         }
-        nonfinite = 0.0
-        for key, v in values.items():
-            finite = ops.cast(ops.isfinite(v), "float32")
-            weight = finite * valid[..., None]
-            nonfinite = nonfinite + ops.sum(valid[..., None] * (1.0 - finite))
-            for stat, value in histogram(v, weight).items():
-                out[f"{key}/{stat}"] = value
-            if key in SIGMOID_GATES:
-                per_unit = ops.sum(weight, axis=(0, 1))
-                for side, on in (("left", v < LOW), ("right", v > HIGH)):
-                    hits = ops.sum(ops.cast(on, "float32") * weight, axis=(0, 1))
-                    out[f"{key}/{side}"] = ops.sum(hits) / ops.sum(per_unit)
-                    out[f"{key}/unit_{side}"] = hits / per_unit
-        out["nonfinite"] = nonfinite
+        keys = tuple(values)
+        stacked = ops.stack([values[k] for k in keys])  # (keys, batch, time, units)
+        finite = ops.cast(ops.isfinite(stacked), "float32")
+        real = valid[None, ..., None]
+        weight = finite * real
+        out["nonfinite"] = ops.sum(real * (1.0 - finite))
+        rows = len(keys)
+        flat = histograms(ops.reshape(stacked, (rows, -1)), ops.reshape(weight, (rows, -1)))
+        for row, key in enumerate(keys):
+            for stat, value in flat.items():
+                out[f"{key}/{stat}"] = value[row]
+        sigmoid = [row for row, key in enumerate(keys) if key in SIGMOID_GATES]
+        if sigmoid:
+            gates, weight = ops.take(stacked, sigmoid, axis=0), ops.take(weight, sigmoid, axis=0)
+            per_unit = ops.sum(weight, axis=(1, 2))  # (gates, units)
+            for side, on in (("left", gates < LOW), ("right", gates > HIGH)):
+                hits = ops.sum(ops.cast(on, "float32") * weight, axis=(1, 2))
+                share = ops.sum(hits, axis=1) / ops.sum(per_unit, axis=1)
+                for i, row in enumerate(sigmoid):
+                    out[f"{keys[row]}/{side}"] = share[i]
+                    out[f"{keys[row]}/unit_{side}"] = hits[i] / per_unit[i]
         if has_memory(values):
             span = memory_span(*keep_and_write(values), valid, self.backwards)
             weight = ops.cast(ops.isfinite(span), "float32") * valid[..., None]
-            for stat, value in histogram(span, weight).items():
-                out[f"span/{stat}"] = value
+            flat = histograms(ops.reshape(span, (1, -1)), ops.reshape(weight, (1, -1)))
+            for stat, value in flat.items():
+                out[f"span/{stat}"] = value[0]
             out["span/median"] = _median(span, weight)
         return out
 

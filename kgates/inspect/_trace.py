@@ -13,6 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from kgates.cells import _backend
 from kgates.cells._equivalent import copy_weights, equivalent_layer
 from kgates.cells._gates import split_gates
 from kgates.inspect._summaries import PartSummaries, unflatten
@@ -85,12 +86,14 @@ class Tracer:
     Built once per model: one Keras model that returns every gate of every
     traced layer, which Keras compiles (tf.function, jax.jit) on first use
     unless `compiled=False`. Each call copies the current weights in (on the
-    device). `kgates.trace` is the one-off, uncompiled form.
+    device). `kgates.trace` is the one-off, uncompiled form (compiled on JAX,
+    where a single eager call costs more than the compile).
 
     Args:
         model: a functional or Sequential Keras model built on `keras.Input`.
         layers: optional name or names of the recurrent layers to trace.
-        compiled: let Keras compile the trace. Default: True.
+        compiled: let Keras compile the trace. Default: True. False runs it
+            eagerly, which is faster for a call or two, except on JAX.
 
     Example:
 
@@ -102,7 +105,7 @@ class Tracer:
     def __init__(self, model: keras.Model, layers=None, compiled: bool = True):
         self.walk = ModelWalk(model, layers)
         self.model = model
-        self.compiled = compiled
+        self.compiled = compiled or _backend.compiles_one_off_calls()
         self.parts = self.walk.parts
         self._gates = {p.name: PartGates(p) for p in self.parts}
         self._summaries = {
