@@ -43,6 +43,10 @@ def test_device_summaries_equal_the_numpy_statistics_of_the_trace(compiled, rng)
     model = _model(rng)
     x, mask = padded(rng, batch=6, time=9, lengths=(None, 5, 1, 7, 9, 3))
     tracer = Tracer(model, compiled=compiled)
+    if keras.backend.backend() == "jax":  # where one eager call costs more than a compile
+        assert tracer.compiled
+        if not compiled:
+            return  # the same computation as the compiled case
     traced, summaries = tracer(x), tracer.summaries(x)
     assert set(summaries) == set(traced) == {"bi/forward", "bi/backward", "gru", "pinned", "simple"}
     for part, gates in traced.items():
