@@ -16,7 +16,6 @@ from helpers import read_events
 import kgates
 
 EXPERIMENTS = pathlib.Path(__file__).parent.parent / "experiments"
-KEY = ("task", "arm", "lr", "seed")  # what names a run file
 
 
 def _load(name):
@@ -175,7 +174,8 @@ def test_forget_bias_stages_resume_and_pair_the_arms_by_seed(tmp_path, capsys):
         if name.startswith("main-"):
             with open(os.path.join(out, name)) as f:
                 run = {**json.load(f), "lr": 0.5}
-            study.staged._save(out, study.staged._key("main", *(run[k] for k in KEY)), run)
+            key = study.staged._key("main", run["task"], run["arm"], run["lr"], run["seed"])
+            study.staged._save(out, key, run)
     assert len([n for n in os.listdir(out) if n.startswith("main-")]) == 4 * len(study.ARMS)
     again = study.main(["report", *common])
     assert again["arms"] == result["arms"]

@@ -83,12 +83,6 @@ def order_statistics(values, weight, ranks, bins: int = 1024, passes: int = 2):
     return ops.where(end > start, (low + high) / 2.0, start)
 
 
-def order_statistic(values, weight, rank, bins: int = 1024, passes: int = 2):
-    """The `rank`-th smallest (from 0) of the entries where `weight` is 1 (see
-    `order_statistics`)."""
-    return order_statistics(values, weight, ops.reshape(rank, (1,)), bins, passes)[0]
-
-
 def _median(values, weight):
     """The median of the entries where `weight` is 1 (the mean of the middle two for an
     even count, as `numpy.median`), by `order_statistics`."""
