@@ -23,6 +23,21 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [item for item in items if item not in deselected]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shared_jax_compilation_cache(tmp_path_factory, worker_id):
+    """Tests build many models of the same shapes, and JAX compiles each one anew:
+    the workers of a run share a compilation cache in the run's temporary folder."""
+    if keras.backend.backend() != "jax":
+        return
+    import jax
+
+    root = tmp_path_factory.getbasetemp()
+    folder = root if worker_id == "master" else root.parent  # each worker's parent
+    jax.config.update("jax_compilation_cache_dir", str(folder / "jax-compilation-cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
@@ -33,4 +48,6 @@ def _fresh_keras_state():
     keras.utils.set_random_seed(0)
     yield
     keras.config.set_dtype_policy("float32")
-    keras.backend.clear_session()
+    # Keras's own state only: its default `gc.collect()` costs about a second a
+    # test on JAX, and Python collects the old models' cycles by itself.
+    keras.backend.clear_session(free_memory=False)
