@@ -32,7 +32,7 @@ def _shared_jax_compilation_cache(tmp_path_factory, worker_id):
     import jax
 
     root = tmp_path_factory.getbasetemp()
-    folder = root if worker_id == "master" else root.parent  # each worker's parent
+    folder = root if worker_id == "master" else root.parent  # workers: <run>/popen-gwN
     jax.config.update("jax_compilation_cache_dir", str(folder / "jax-compilation-cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
