@@ -171,10 +171,12 @@ def _explore(args) -> int:
     return 0
 
 
-def _load_keras() -> None:
+def _load_keras(summaries: bool = False) -> None:
     """Imports Keras and starts its backend's devices with their chatter hidden
     (TensorFlow's CUDA probing and CPU-feature lines go to the process's stderr,
-    whatever TF_CPP_MIN_LOG_LEVEL says); Python errors still show."""
+    whatever TF_CPP_MIN_LOG_LEVEL says); Python errors still show. `summaries`: also
+    `tf.summary`, which the dashboards write with on every backend (on JAX and torch
+    it would otherwise load TensorFlow, and its chatter, in the first epoch)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "keras" in sys.modules:
         return
@@ -185,9 +187,11 @@ def _load_keras() -> None:
             os.dup2(null.fileno(), 2)
             import keras  # noqa: F401
 
-            from kgates.cells._backend import accelerator_available
+            from kgates.cells._backend import accelerator_available, tensorflow_summary
 
             accelerator_available()  # starts the backend's devices, which TensorFlow logs
+            if summaries:
+                tensorflow_summary()
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -196,7 +200,7 @@ def _load_keras() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command not in ("board", "explore"):
-        _load_keras()
+        _load_keras(summaries=args.command in ("demo", "tune"))
     if args.command == "demo":
         if args.length < 2:
             print("kgates demo: --length must be at least 2", file=sys.stderr)

@@ -26,8 +26,10 @@ print(json.dumps({"code": code, "heavy": heavy}))
 """
 
 
-def _entry(*args: str) -> tuple[dict, subprocess.CompletedProcess]:
+def _entry(*args: str, backend: str | None = None) -> tuple[dict, subprocess.CompletedProcess]:
     environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    if backend:
+        environment["KERAS_BACKEND"] = backend
     done = subprocess.run(
         [sys.executable, "-c", PARSE, *args],
         capture_output=True,
@@ -54,15 +56,17 @@ def test_arguments_are_parsed_before_keras_loads(args, code):
 
 
 @pytest.mark.processes
-def test_a_command_that_loads_keras_prints_only_its_own_lines(tmp_path):
-    result, done = _entry("report", str(tmp_path / "nothing"))
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_a_command_that_loads_keras_prints_only_its_own_lines(tmp_path, backend):
+    result, done = _entry("report", str(tmp_path / "nothing"), backend=backend)
     assert result["code"] == 2 and "keras" in result["heavy"]
     # TensorFlow's start-up lines (CUDA probing, CPU features) are not shown
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("kgates report: "), done.stderr
-    # nor those of its first computation (TensorFlow probes CUDA when a model first runs)
+    # nor those of its first computation (TensorFlow probes CUDA when a model first
+    # runs) or of its dashboards (on JAX and torch, `tf.summary` loads TensorFlow)
     tiny = ["--samples", "8", "--length", "3", "--units", "2", "--epochs", "1"]
-    result, done = _entry("demo", *tiny)
+    result, done = _entry("demo", *tiny, backend=backend)
     assert result["code"] == 0 and done.stderr == "", done.stderr
 
 
