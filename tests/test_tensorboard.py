@@ -120,6 +120,18 @@ def test_saturation_equals_numpy_on_the_traced_gates(trained):
             assert logged["right"] == pytest.approx(right, abs=1.01 / data.size)
 
 
+def test_gradient_reach_is_the_last_logged_epochs(trained):
+    model, probe, _, events, _ = trained
+    x, y = probe, _data(np.random.default_rng(0))[1][:8]  # the probe the callback got
+    flows = kgates.gradient_flow(model, x, y)  # measured anew: the last epoch's weights
+    for layer, states in (("lstm", "hc"), ("gru", "h")):
+        for state in states:
+            logged = events.Scalars(f"gradient_flow/{layer}/reach_{state}")
+            assert [e.step for e in logged] == [0, 1]  # the measure is reused
+            want = kgates.reach(flows[layer][state])
+            assert want > 0 and logged[-1].value == want, (layer, state)
+
+
 def test_images_are_pngs(trained):
     events = trained[3]
     image = events.Images("cell_state/lstm")[-1]
