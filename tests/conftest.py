@@ -6,18 +6,22 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-ONCE = ("processes", "once")
+SESSION_OF = {"processes": "tensorflow", "once": "torch"}
 
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked `processes` start their own processes (`kgates tune` killed and
-    resumed, a chief and workers; every backend side by side): what they check does
-    not depend on the session's backend. Tests marked `once` run whole scripts or
-    searches whose parts are tested on every backend elsewhere. Each costs tens of
-    seconds, so both run in the TensorFlow session only."""
-    if keras.backend.backend() == "tensorflow":
-        return
-    deselected = [item for item in items if any(m in item.keywords for m in ONCE)]
+    resumed, a chief and workers; every backend side by side): they run `kgates` as
+    a user does, on the default backend, so in the TensorFlow session only. Tests
+    marked `once` run whole scripts or searches whose parts are tested on every
+    backend elsewhere: in the torch session only, the fastest at their small models
+    (about a quarter of TensorFlow's time) and a backend the studies run on GPUs."""
+    backend = keras.backend.backend()
+    deselected = [
+        item
+        for item in items
+        if any(mark in item.keywords and backend != ran for mark, ran in SESSION_OF.items())
+    ]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if item not in deselected]
