@@ -67,7 +67,7 @@ def test_bench_times_every_variant_against_the_keras_layer(tmp_path):
         assert max(worst.values()) < 1e-5
 
 
-@pytest.mark.processes
+@pytest.mark.once  # its workers are `kgates tune` processes, on this session's backend
 def test_search_space_odyssey_compares_variants_with_v_and_workers_run_the_same_trials(
     tmp_path,
 ):

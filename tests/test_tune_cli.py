@@ -7,12 +7,17 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
+import keras
+import numpy as np
 import pytest
 
+import kgates
 from kgates import cli
 from kgates.study import _directory
 from kgates.study import _report as report
+from kgates.study._interrupt import DeferredInterrupt
 
 TINY = ["--task", "adding", "--samples", "96", "--length", "8", "--units", "8", "--layers", "1"]
 
@@ -350,3 +355,56 @@ def test_report_writes_replace_planted_links_and_stay_inside(tmp_path, capsys):
     assert cli.main(["report", str(directory)]) == 2
     assert "leads outside" in capsys.readouterr().err
     assert list(elsewhere.iterdir()) == []
+
+
+@pytest.fixture
+def python_handles_ctrl_c():
+    """SIGINT as in a terminal's `kgates tune` (a test worker may ignore it)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _fit_and_press_ctrl_c(at: dict, began: list) -> None:
+    """Fits 4 batches, pressing Ctrl-C `at[batch]` times as that batch begins; says
+    in `began` which batches began."""
+
+    class Press(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            began.append(batch)
+            for _ in range(at.get(batch, 0)):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)  # Python runs the handler between bytecodes
+
+    model = keras.Sequential([keras.Input((3, 2)), kgates.LSTM(2), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x, y = np.zeros((16, 3, 2), "float32"), np.zeros((16, 1), "float32")
+    interrupt = DeferredInterrupt()
+    with interrupt:
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[Press(), interrupt])
+
+
+def test_ctrl_c_in_a_trial_stops_it_at_the_batchs_end(python_handles_ctrl_c):
+    began = []
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        _fit_and_press_ctrl_c({1: 1}, began)
+    # batch 1 ran to its end, and batch 2 never began: raised by the callback, in Python
+    assert began == [0, 1] and stopped.traceback[-1].name == "_raise_if_requested"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    began = []
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        _fit_and_press_ctrl_c({2: 2}, began)  # pressed twice: at once, as Python does
+    assert began == [0, 1, 2] and stopped.traceback[-1].name == "_note"
+    began = []
+    _fit_and_press_ctrl_c({}, began)
+    assert began == [0, 1, 2, 3]
+
+
+def test_a_trial_leaves_an_ignored_ctrl_c_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a shell's background job
+    try:
+        began = []
+        _fit_and_press_ctrl_c({1: 1}, began)
+        assert began == [0, 1, 2, 3] and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -15,6 +15,7 @@ from kgates.inspect._events import EventWriter
 from kgates.study._curves import TestScores, test_at_best
 from kgates.study._directory import PROJECT, TUNER_NAMES, atomic_write
 from kgates.study._hypermodel import GateHyperModel
+from kgates.study._interrupt import DeferredInterrupt
 from kgates.study._oracles import BayesianOracle, CellsInTurnOracle, HyperbandOracle, PairedOracle
 from kgates.study._tasks import Task
 
@@ -140,10 +141,13 @@ class _GateSearch:
     def run_trial(self, trial, *args, **kwargs):
         keras.utils.set_random_seed(self.weight_seed(trial))
         task = self.hypermodel.task
+        interrupt = DeferredInterrupt()  # Ctrl-C: at a batch's end, not inside an op
+        kwargs["callbacks"] = [interrupt, *kwargs.get("callbacks", [])]
         if task.x_test is not None:  # first, so that every later callback sees it
-            kwargs["callbacks"] = [TestScores(task), *kwargs.get("callbacks", [])]
+            kwargs["callbacks"] = [TestScores(task), *kwargs["callbacks"]]
         try:
-            histories = super().run_trial(trial, *args, **kwargs)
+            with interrupt:
+                histories = super().run_trial(trial, *args, **kwargs)
             curves = [getattr(h, "history", {}) for h in histories]
             path = os.path.join(self.get_trial_dir(trial.trial_id), "curves.json")
             curves = test_at_best(curves, self.oracle.objective)
