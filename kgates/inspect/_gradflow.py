@@ -130,7 +130,9 @@ class GradientFlow:
         self.model = model
         self.walk = walk or ModelWalk(model, layers)
         self._upstream = {}
-        self._patch = None  # one for every call: the compiled loss writes its deltas
+        # one patch for every call: torch runs the compiled loss anew each time, and
+        # its deltas must reach the wrappers of the patch that is active
+        self._patch = _Patched(self.walk.parts)
         self._cells = {}
         self._flows = {}
 
@@ -139,9 +141,7 @@ class GradientFlow:
         parts = self.walk.parts
         names = [p.name for p in parts]
         loss_fn = _loss_fn(self.model, y is not None)
-        # torch runs `loss` anew at every call, so it must reach the wrappers of the
-        # patch that is active now: the same patch, every time
-        patch = self._patch = self._patch or _Patched(parts)
+        patch = self._patch
         with patch:
             key = y is not None
             if key not in self._upstream:

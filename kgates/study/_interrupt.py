@@ -54,7 +54,6 @@ class DeferredInterrupt(keras.callbacks.Callback):
 
     def _raise_if_requested(self, *args, **kwargs) -> None:
         if self.requested:
-            self.requested = False
             raise KeyboardInterrupt
 
     on_train_batch_end = on_test_batch_end = on_predict_batch_end = _raise_if_requested
