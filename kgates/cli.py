@@ -207,14 +207,18 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         from kgates.study._demo import run
 
-        run(
-            cell=args.cell,
-            units=args.units,
-            length=args.length,
-            samples=args.samples,
-            epochs=args.epochs,
-            seed=args.seed,
-        )
+        try:
+            run(
+                cell=args.cell,
+                units=args.units,
+                length=args.length,
+                samples=args.samples,
+                epochs=args.epochs,
+                seed=args.seed,
+            )
+        except KeyboardInterrupt:
+            print("\nkgates demo: interrupted.", file=sys.stderr)
+            return 130
     elif args.command == "tune":
         return _tune(args, argv)
     elif args.command == "report":

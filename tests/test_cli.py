@@ -3,6 +3,7 @@ but its own lines, and its help explains the choices it offers."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -68,6 +69,27 @@ def test_a_command_that_loads_keras_prints_only_its_own_lines(tmp_path, backend)
     tiny = ["--samples", "8", "--length", "3", "--units", "2", "--epochs", "1"]
     result, done = _entry("demo", *tiny, backend=backend)
     assert result["code"] == 0 and done.stderr == "", done.stderr
+
+
+@pytest.mark.processes
+def test_ctrl_c_stops_the_demo_in_one_line():
+    tiny = ["--samples", "64", "--length", "4", "--units", "2", "--epochs", "500"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kgates_cli", "demo", *tiny],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # as from a terminal (a suite started in the background ignores SIGINT)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    for line in process.stdout:  # 500 epochs: still training when the signal comes
+        if line.startswith("Epoch 2/"):
+            break
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == "kgates demo: interrupted."
 
 
 def test_tune_help_explains_every_cell_task_and_default_epochs(capsys):

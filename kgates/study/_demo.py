@@ -15,6 +15,7 @@ from kgates.inspect._stats import SIGMOID_GATES, saturation
 from kgates.inspect._trace import trace
 from kgates.study._choices import CELLS, DEMO
 from kgates.study._data import adding_problem
+from kgates.study._interrupt import DeferredInterrupt
 
 
 def make_cell(code: str, units: int, **kwargs):
@@ -52,7 +53,11 @@ def run(
         f"of {length} steps, {epochs} epochs, {_backend.name()} backend."
     )
     start = time.perf_counter()
-    model.fit(x, y, epochs=epochs, batch_size=64, validation_split=0.1, verbose=verbose)
+    with DeferredInterrupt() as interrupt:  # Ctrl-C: at a batch's end, not inside an op
+        model.fit(
+            x, y, epochs=epochs, batch_size=64, validation_split=0.1, verbose=verbose,
+            callbacks=[interrupt],
+        )  # fmt: skip
     seconds = time.perf_counter() - start
     mse = float(model.evaluate(x_test, y_test, verbose=0))
     baseline = float(np.mean((y_test - y.mean()) ** 2))
