@@ -30,8 +30,10 @@ def lstm_reference(
     gate_recurrence=False,
     recurrent_activation=sigmoid,
     mask=None,
+    initial=None,
 ):
-    """Runs an LSTM variant over x (B, T, D); returns {"h","i","f","g","o","c"} (B, T, u)."""
+    """Runs an LSTM variant over x (B, T, D) from `initial` = (h0, c0) (zeros if None);
+    returns {"h","i","f","g","o","c"} (B, T, u)."""
     pin = pin or {}
     x = np.asarray(x, np.float64)
     w = {k: np.asarray(v, np.float64) for k, v in weights.items()}
@@ -43,8 +45,8 @@ def lstm_reference(
     R = _columns(w["gate_recurrent_kernel"], sig, units) if gate_recurrence else None
 
     B, T, _ = x.shape
-    h = np.zeros((B, units))
-    c = np.zeros((B, units))
+    initial = [np.zeros((B, units))] * 2 if initial is None else initial
+    h, c = (np.asarray(v, np.float64) for v in initial)
     prev = {g: np.zeros((B, units)) for g in sig}
     out = {k: np.zeros((B, T, units)) for k in ("h", "i", "f", "g", "o", "c")}
     for t in range(T):
@@ -77,8 +79,9 @@ def lstm_reference(
     return out
 
 
-def gru_reference(x, weights, units, *, reset_after=True, pin=None, mask=None):
-    """Runs a GRU over x (B, T, D); returns {"h", "z", "r", "g"}, each (B, T, u)."""
+def gru_reference(x, weights, units, *, reset_after=True, pin=None, mask=None, initial=None):
+    """Runs a GRU over x (B, T, D) from `initial` = (h0,) (zeros if None); returns
+    {"h", "z", "r", "g"}, each (B, T, u)."""
     pin = pin or {}
     x = np.asarray(x, np.float64)
     w = {k: np.asarray(v, np.float64) for k, v in weights.items()}
@@ -95,7 +98,7 @@ def gru_reference(x, weights, units, *, reset_after=True, pin=None, mask=None):
         b_rec = dict.fromkeys(weighted, 0.0)
 
     B, T, _ = x.shape
-    h = np.zeros((B, units))
+    h = np.zeros((B, units)) if initial is None else np.asarray(initial[0], np.float64)
     out = {k: np.zeros((B, T, units)) for k in ("h", "z", "r", "g")}
     for t in range(T):
         xt = x[:, t]

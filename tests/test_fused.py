@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 from helpers import ATOL, padded, pairwise
-from reference import lstm_reference, npy, randomize
+from reference import gru_reference, lstm_reference, npy, randomize
 
 import kgates
 
@@ -252,3 +252,59 @@ def test_xla_compiles_where_keras_layers_do(rng):
     model.compile("sgd", "mse", jit_compile=True)
     model.fit(x, y, epochs=1, verbose=0)
     assert model.jit_compile is kgates.LSTM(4).supports_jit
+
+
+REFERENCES = {"LSTM": (kgates.LSTM, lstm_reference, 2), "GRU": (kgates.GRU, gru_reference, 1)}
+
+
+@pytest.mark.parametrize("path", ["recompute", "step"])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("family", REFERENCES)
+def test_gates_start_from_the_initial_state(family, masked, path, rng):
+    # Every gate and c, not only h, continue from `initial_state`, on both paths
+    # (the recomputation once started its scans from zeros).
+    layer_cls, reference, n_states = REFERENCES[family]
+    x, mask = padded(rng)
+    mask = mask if masked else None
+    initial = [rng.normal(size=(len(x), 5)).astype("float32") for _ in range(n_states)]
+    layer = layer_cls(5, return_sequences=True, return_gates=True, gate_path=path)
+    layer(x)
+    weights = randomize(layer, rng)
+    got = kgates.split_gates(layer(x, mask=mask, initial_state=initial), layer)
+    want = reference(x, weights, 5, mask=mask, initial=initial)
+    for name in want:
+        np.testing.assert_allclose(npy(got[name]), want[name], atol=ATOL, err_msg=name)
+
+
+@pytest.mark.parametrize("path", ["recompute", "step"])
+@pytest.mark.parametrize("family", REFERENCES)
+def test_stateful_layers_carry_every_gate_across_calls(family, path, rng):
+    layer_cls, reference, _ = REFERENCES[family]
+    x, _ = padded(rng, lengths=(None,) * 4)
+    layer = layer_cls(5, return_sequences=True, return_gates=True, gate_path=path, stateful=True)
+    layer(x[:, :4])
+    weights = randomize(layer, rng)
+    layer.reset_state()
+    halves = [kgates.split_gates(layer(part), layer) for part in (x[:, :4], x[:, 4:])]
+    want = reference(x, weights, 5)
+    for name in want:
+        got = np.concatenate([npy(half[name]) for half in halves], axis=1)
+        np.testing.assert_allclose(got, want[name], atol=ATOL, err_msg=name)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="Keras keeps float64 on TensorFlow only (JAX and torch promote it to float32)",
+)
+def test_a_float64_layer_recomputes_its_gates_in_float64(rng):
+    x, mask = padded(rng)
+    x = x.astype("float64")
+    layer = kgates.LSTM(
+        5, return_sequences=True, return_gates=True, gate_path="recompute", dtype="float64"
+    )
+    layer(x)
+    weights = randomize(layer, rng)
+    got = kgates.split_gates(layer(x, mask=mask), layer)
+    want = lstm_reference(x, weights, 5, mask=mask)
+    for name in want:
+        np.testing.assert_allclose(npy(got[name]), want[name], atol=1e-12, err_msg=name)

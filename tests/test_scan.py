@@ -9,9 +9,10 @@ from kgates import SCAN_METHODS, linear_scan
 from kgates.cells._backend import compiled_gradient
 
 
-def _scan64(a, b):
-    """s_t = a_t * s_tm1 + b_t by a float64 loop."""
-    out, s = np.zeros_like(b), np.zeros_like(b[:, 0])
+def _scan64(a, b, initial=None):
+    """s_t = a_t * s_tm1 + b_t by a float64 loop, from `initial` (zeros if None)."""
+    out = np.zeros_like(b)
+    s = np.zeros_like(b[:, 0]) if initial is None else initial
     for t in range(b.shape[1]):
         s = a[:, t] * s + b[:, t]
         out[:, t] = s
@@ -25,6 +26,15 @@ def test_linear_scan_against_a_float64_loop(method, steps, rng):
     b = rng.normal(size=(3, steps, 5))
     got = npy(linear_scan(a.astype("float32"), b.astype("float32"), method))
     np.testing.assert_allclose(got, _scan64(a, b), atol=1e-5)
+
+
+@pytest.mark.parametrize("method", [*SCAN_METHODS, None])
+def test_linear_scan_from_an_initial_state(method, rng):
+    a = rng.uniform(0.0, 1.0, size=(3, 7, 5))
+    b = rng.normal(size=a.shape)
+    s0 = rng.normal(size=(3, 5))
+    got = npy(linear_scan(*(v.astype("float32") for v in (a, b)), method, initial=s0))
+    np.testing.assert_allclose(got, _scan64(a, b, s0), atol=1e-5)
 
 
 @pytest.mark.parametrize("method", [*SCAN_METHODS, None])

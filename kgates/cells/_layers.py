@@ -142,8 +142,8 @@ class LSTM(GatePaths, keras.layers.LSTM):
         _check_use_cudnn(self, use_cudnn)
         self._init_gates(return_gates, gate_path, fusable=cell.variant == "NP")
 
-    def _recompute(self, x, h, mask):
-        return lstm_gates(self.cell, x, h, mask)
+    def _recompute(self, x, h, mask, initial_state):
+        return lstm_gates(self.cell, x, h, mask, initial_state)
 
     def get_config(self) -> dict:
         cell = self.cell.get_config()
@@ -238,8 +238,8 @@ class GRU(GatePaths, keras.layers.GRU):
         _check_use_cudnn(self, use_cudnn)
         self._init_gates(return_gates, gate_path, fusable=not cell.pin)
 
-    def _recompute(self, x, h, mask):
-        return gru_gates(self.cell, x, h, mask)
+    def _recompute(self, x, h, mask, initial_state):
+        return gru_gates(self.cell, x, h, mask, initial_state)
 
     def _has_torch_loop(self) -> bool:
         return self.cell.reset_after  # Keras's torch kernel needs it too (else it steps)

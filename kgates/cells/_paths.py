@@ -162,11 +162,15 @@ class GatePaths:
         if self.go_backwards:  # h is in processing order
             x = ops.flip(x, axis=1)
             m = None if m is None else ops.flip(m, axis=1)
-        h = ops.cast(h, "float32")
-        gates = self._recompute(ops.cast(x, "float32"), h, m)
+        # at least float32 (a float16 policy's gates would lose their tails), and
+        # float64 for a float64 layer
+        dtype = "float64" if self.compute_dtype == "float64" else "float32"
+        initial = [ops.cast(s, dtype) for s in _as_list(initial_state)]
+        h = ops.cast(h, dtype)
+        gates = self._recompute(ops.cast(x, dtype), h, m, initial)
         packed = ops.concatenate([h] + [gates[n] for n in self.cell.gate_names], axis=-1)
         if m is not None:  # zeros at padded steps
-            packed = packed * ops.cast(m, "float32")[..., None]
+            packed = packed * ops.cast(m, dtype)[..., None]
         last = last_real_step(packed, mask, self.go_backwards, packed[:, -1])
         packed = ops.cast(packed, self.compute_dtype)
         return ops.cast(last, self.compute_dtype), packed, states
@@ -187,11 +191,13 @@ class GatePaths:
         """kgates's torch loop for h; one input dropout mask for every step, as Keras."""
         if training and self.dropout:
             sequences = sequences * self.cell.get_dropout_mask(sequences[:, 0, :])[:, None]
-        states = (
-            list(initial_state) if isinstance(initial_state, (list, tuple)) else [initial_state]
-        )
+        states = _as_list(initial_state)
         loop = _backend.torch_loop(self.family)
         return loop(sequences, states, self.cell, return_sequences, self.go_backwards)
+
+
+def _as_list(states) -> list:
+    return list(states) if isinstance(states, (list, tuple)) else [states]
 
 
 def _unless_gates(can_attempt_fused):

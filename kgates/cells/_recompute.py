@@ -15,8 +15,8 @@ from kgates.cells import _backend
 from kgates.cells._backend import SCAN_METHODS
 
 
-def linear_scan(a, b, method: str | None = None):
-    """s_t = a_t * s_tm1 + b_t along axis 1 of (B, T, ...) tensors, from s_0 = 0.
+def linear_scan(a, b, method: str | None = None, initial=None):
+    """s_t = a_t * s_tm1 + b_t along axis 1 of (B, T, ...) tensors, from s_0.
 
     Args:
         a, b: tensors of the same shape `(batch, time, ...)`.
@@ -26,11 +26,15 @@ def linear_scan(a, b, method: str | None = None):
             one 1, 2, 4, ... steps back; needs a static T) or "sequential"
             (T steps of one fused multiply-add). Default: the faster on this
             backend and device (experiments/BENCHMARKS.md).
+        initial: s_0, shaped `(batch, ...)`; zeros if None.
 
     Returns:
         `s`, shaped as `b`.
     """
     a, b = ops.convert_to_tensor(a), ops.convert_to_tensor(b)
+    if initial is not None:  # s_0 enters through the first step: b_1 += a_1 * s_0
+        first = a[:, :1] * ops.cast(initial, b.dtype)[:, None]
+        b = b + ops.concatenate([first, ops.zeros_like(b[:, 1:])], axis=1)
     method = _backend.default_scan() if method is None else method
     if method not in SCAN_METHODS:
         raise ValueError(f"linear_scan: `method` must be one of {SCAN_METHODS}, got {method!r}.")
@@ -68,33 +72,38 @@ def linear_scan(a, b, method: str | None = None):
     return ops.reshape(s, ops.shape(b))  # TensorFlow graphs lose the static rank
 
 
-def previous_states(h, mask=None):
-    """h_tm1 for every step: the last unmasked h before t (zeros at the start)."""
+def previous_states(h, mask=None, h0=None):
+    """h_tm1 for every step: the last unmasked h before t (`h0`, or zeros, at the
+    start)."""
+    first = ops.zeros_like(h[:, :1]) if h0 is None else ops.cast(h0, h.dtype)[:, None]
     if mask is not None:
         m = ops.cast(mask, h.dtype)[..., None]
-        h = linear_scan(1.0 - m, m * h)
-    return ops.concatenate([ops.zeros_like(h[:, :1]), h[:, :-1]], axis=1)
+        h = linear_scan(1.0 - m, m * h, initial=h0)
+    return ops.concatenate([first, h[:, :-1]], axis=1)
 
 
-def lstm_gates(cell, x, h, mask=None) -> dict:
+def lstm_gates(cell, x, h, mask=None, initial_state=None) -> dict:
     """An LSTM cell's gates recomputed from its inputs `x` and outputs `h` (B, T, .).
 
     The cell's own `project`, `write_gates` and `output_gate` run over all
     steps at once; c comes out of one scan. No peepholes or gate recurrence
-    (the fused kernel's LSTM).
+    (the fused kernel's LSTM). `initial_state`: the layer's `[h0, c0]` (zeros if
+    None).
     """
-    z = cell.project(x, previous_states(h, mask))
+    h0, c0 = (None, None) if initial_state is None else initial_state
+    z = cell.project(x, previous_states(h, mask, h0))
     i, f, g = cell.write_gates(z)
     if mask is None:
-        c = linear_scan(f, i * g)
+        c = linear_scan(f, i * g, initial=c0)
     else:  # a masked step keeps c: c_t = 1 * c_tm1 + 0
         m = ops.cast(mask, "bool")[..., None]
-        c = linear_scan(ops.where(m, f, 1.0), ops.where(m, i * g, 0.0))
+        c = linear_scan(ops.where(m, f, 1.0), ops.where(m, i * g, 0.0), initial=c0)
     return {"i": i, "f": f, "g": g, "o": cell.output_gate(z, c), "c": c}
 
 
-def gru_gates(cell, x, h, mask=None) -> dict:
-    """A GRU cell's gates recomputed from its inputs `x` and outputs `h` (B, T, .)."""
-    h_tm1 = previous_states(h, mask)
+def gru_gates(cell, x, h, mask=None, initial_state=None) -> dict:
+    """A GRU cell's gates recomputed from its inputs `x` and outputs `h` (B, T, .);
+    `initial_state`: the layer's `[h0]` (zeros if None)."""
+    h_tm1 = previous_states(h, mask, None if initial_state is None else initial_state[0])
     z, r, g = cell.step_gates(*cell.project(x, h_tm1), h_tm1)
     return {"z": z, "r": r, "g": g}
