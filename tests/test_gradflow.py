@@ -117,6 +117,48 @@ def test_padded_steps_are_left_out(rng):
     np.testing.assert_allclose(padded[:6], want, rtol=1e-5)
 
 
+def _sequence_loss(weights, x, mask, zero_output, bump=None):
+    """Half the mean squared norm of a masked LSTM's output sequence, in float64;
+    padded steps output zeros or carry h; `bump` = (t, sample, unit, eps) adds to h_t."""
+    kernel, recurrent, bias = (np.float64(w) for w in weights)
+    batch, steps, _ = x.shape
+    h, c = np.zeros((2, batch, recurrent.shape[0]))
+    total = 0.0
+    for t in range(steps):
+        i, f, g, o = np.split(x[:, t] @ kernel + h @ recurrent + bias, 4, axis=-1)
+        c_new = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+        h_new = sigmoid(o) * np.tanh(c_new)
+        if bump and bump[0] == t:
+            h_new[bump[1], bump[2]] += bump[3]
+        keep = mask[:, t, None]
+        h, c = np.where(keep, h_new, h), np.where(keep, c_new, c)
+        total += np.sum((h * keep if zero_output else h) ** 2)
+    return 0.5 * total / batch
+
+
+@pytest.mark.parametrize("zero_output", [False, True])
+def test_masked_sequences_against_finite_differences(zero_output, rng):
+    # A layer that carries h over padded steps (Keras's default) passes the
+    # gradient of those outputs back to the last real h; one that zeros them does not.
+    x = rng.normal(size=(3, 6, 2)).astype("float32")
+    mask = np.arange(6)[None] < np.array([[6], [3], [4]])
+    x = x * mask[..., None]
+    layer = keras.layers.LSTM(3, return_sequences=True, zero_output_for_mask=zero_output)
+    model = keras.Sequential([keras.Input((6, 2)), keras.layers.Masking(0.0), layer])
+    weights = list(randomize(layer, rng, scale=0.7).values())
+    flow = kgates.gradient_flow(model, x)[layer.name]["h"]
+    eps, want = 1e-5, np.zeros((3, 6))
+    for t, b in np.ndindex(6, 3):
+        grad = [
+            _sequence_loss(weights, x, mask, zero_output, (t, b, u, eps))
+            - _sequence_loss(weights, x, mask, zero_output, (t, b, u, -eps))
+            for u in range(3)
+        ]
+        want[b, t] = np.linalg.norm(grad) / (2 * eps)
+    want = (want * mask).sum(axis=0) / mask.sum(axis=0)
+    np.testing.assert_allclose(flow, want, rtol=1e-4, atol=1e-8)
+
+
 def test_reach():
     assert reach(np.array([0.001, 0.02, 0.5, 1.0])) == 3
     # an unbroken run back from the last step: the rise past the gap does not count

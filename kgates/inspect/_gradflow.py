@@ -69,8 +69,10 @@ class _Patched:
             del part.layer.call  # back to the class's method
 
 
-def _flow_fn(cell, has_c: bool):
-    """sum_t <dL/dy_t, h_t> of an unrolled cell, perturbed by (dh_t, dc_t)."""
+def _flow_fn(cell, has_c: bool, zero_output: bool):
+    """sum_t <dL/dy_t, y_t> of an unrolled cell, perturbed by (dh_t, dc_t): y_t is h_t,
+    and at a padded step zeros (`zero_output`) or the h carried over it, as the
+    layer outputs."""
     state_sizes = _state_sizes(cell)
 
     def total(deltas, x, mask, upstream_seq, upstream_last):
@@ -95,7 +97,8 @@ def _flow_fn(cell, has_c: bool):
             new[0] = new[0] + dh_t
             new = [m_t * n + (1.0 - m_t) * s for n, s in zip(new, states)]
             # (TensorFlow's scan wants outputs shaped like the carry.)
-            return new, [m_t * g_t * new[0], *(ops.zeros_like(s) for s in new[1:])]
+            y_t = m_t * new[0] if zero_output else new[0]
+            return new, [g_t * y_t, *(ops.zeros_like(s) for s in new[1:])]
 
         final, contributions = ops.scan(step, init, xs)
         return ops.sum(contributions[0]) + ops.sum(upstream_last * final[0])
@@ -166,7 +169,9 @@ class GradientFlow:
             copy_weights(part.cell, cell)
         has_c = isinstance(cell, LSTMCell)
         if part.name not in self._flows:
-            self._flows[part.name] = compiled_gradient(_flow_fn(cell, has_c), cell)
+            zero_output = getattr(part.layer, "zero_output_for_mask", False)
+            flow = _flow_fn(cell, has_c, zero_output)
+            self._flows[part.name] = compiled_gradient(flow, cell)
         backwards = part.layer.go_backwards
         x = ops.cast(x, "float32")
         batch, steps = x.shape[0], x.shape[1]
