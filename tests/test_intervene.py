@@ -210,3 +210,47 @@ def test_a_gru_edit_equals_the_float64_recurrence_with_the_same_edit(rng, reset_
         x, weights, 4, {gate: (np.full((3, 6, 4), value), where)}, reset_after
     )
     np.testing.assert_allclose(got, expected, atol=ATOL)
+
+
+def _shut_input_gate(batch, steps, units, at_steps):
+    """The edit i = 0 for unit 0 at `at_steps`, as (value, where) for the reference."""
+    where = np.zeros((batch, steps, units), bool)
+    where[:, at_steps, 0] = True
+    return {"i": (np.zeros((batch, steps, units)), where)}
+
+
+@pytest.mark.parametrize("second_input", [False, True])
+def test_steps_count_in_the_layers_own_time_on_a_variable_time_axis(rng, second_input):
+    # The LSTM sees the pooled sequence (4 steps of 8), and need not be on the
+    # model's first input: steps=[1, 3] are its steps 1 and 3.
+    x = rng.normal(size=(3, 8, 2)).astype("float32")
+    side = keras.Input((2,))
+    inputs = keras.Input((None, 2))
+    pooled = keras.layers.AveragePooling1D(2)(inputs)
+    layer = keras.layers.LSTM(4, return_sequences=True, name="lstm")
+    model = keras.Model([side, inputs] if second_input else inputs, layer(pooled))
+    feed = [np.zeros((3, 2), "float32"), x] if second_input else x
+    weights = randomize(layer, rng)
+    got = kgates.intervene(model, feed, {"lstm": {"i": Edit(0.0, units=[0], steps=[1, 3])}})
+    fed = x.reshape(3, 4, 2, 2).mean(axis=2)
+    expected = lstm_with_edits(fed, weights, 4, _shut_input_gate(3, 4, 4, [1, 3]))
+    np.testing.assert_allclose(got, expected, atol=ATOL)
+
+
+def test_a_stateful_layer_is_edited_from_its_state_and_keeps_it(rng):
+    x = rng.normal(size=(2, 10, 3)).astype("float32")
+    layer = keras.layers.LSTM(4, stateful=True, return_sequences=True, name="lstm")
+    model = keras.Sequential([keras.Input((5, 3), batch_size=2), layer])
+    weights = randomize(layer, rng)
+    model(x[:, :5])  # the first chunk; the edit is in the second
+    state = [keras.ops.convert_to_numpy(s) for s in layer.states]
+    got = kgates.intervene(model, x[:, 5:], {"lstm": {"i": Edit(0.0, units=[0], steps=[2])}})
+    expected = lstm_with_edits(x, weights, 4, _shut_input_gate(2, 10, 4, [7]))[:, 5:]
+    np.testing.assert_allclose(got, expected, atol=ATOL)
+    for before, now in zip(state, layer.states):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(now), before)
+    unedited = kgates.intervene(model, x[:, 5:], {})
+    full = lstm_with_edits(x, weights, 4, {})[:, 5:]
+    np.testing.assert_allclose(unedited, full, atol=ATOL)
+    for before, now in zip(state, layer.states):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(now), before)

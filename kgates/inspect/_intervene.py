@@ -152,8 +152,11 @@ class _Intervention:
 
     def _call(self, name):
         twin, (extra, _) = self.twins[name], self.features[name]
+        layer = self.parts[name].layer
 
         def call(sequences, initial_state=None, mask=None, training=False):
+            if initial_state is None and layer.stateful:  # where the layer is now
+                initial_state = [ops.convert_to_tensor(s) for s in layer.states]
             extra_ = ops.cast(ops.convert_to_tensor(extra), sequences.dtype)
             joined = ops.concatenate([sequences, extra_], axis=-1)
             return twin(joined, initial_state=initial_state, mask=mask, training=False)
@@ -177,6 +180,8 @@ def intervene(model: keras.Model, x, edits: Mapping) -> object:
     kgates layers, stacked, Bidirectional, with layers around them), on every
     backend, with the model's own masks. Each edit applies where it is computed
     within a step, so the rest of the step, later steps and later layers see it.
+    A stateful layer starts from the state it carries, and keeps it: asking what
+    the model would output moves no layer on.
 
     Args:
         model: a functional or Sequential Keras model built on `keras.Input`.
@@ -206,7 +211,7 @@ def intervene(model: keras.Model, x, edits: Mapping) -> object:
     for p in walk.parts:
         wrappers.setdefault(p.wrapper.name, []).append(p)
     batch = keras.tree.flatten(x)[0].shape[0]
-    parts, features, sources = {}, {}, {}
+    parts, features, sources, steps = {}, {}, {}, {}
     for layer_name, gate_edits in edits.items():
         chosen = [by_name[layer_name]] if layer_name in by_name else wrappers.get(layer_name)
         if not chosen:
@@ -222,19 +227,42 @@ def intervene(model: keras.Model, x, edits: Mapping) -> object:
             )
         for part in chosen:
             if gate_edits:
+                if part.sequence_input.shape[1] is None and not steps:  # as this x makes it
+                    steps = {k: v.shape[1] for k, v in walk.layer_inputs(x)[0].items()}
                 parts[part.name] = part
-                features[part.name] = _part_features(part, gate_edits, batch, model, x, sources)
-    if not parts:
-        return _numpy(model(x, training=False))
-    with _Intervention(parts, features):
-        return _numpy(model(x, training=False))
+                features[part.name] = _part_features(
+                    part, gate_edits, (batch, steps.get(part.name)), model, sources
+                )
+    with _KeptStates(walk.parts):
+        if not parts:
+            return _numpy(model(x, training=False))
+        with _Intervention(parts, features):
+            return _numpy(model(x, training=False))
 
 
-def _part_features(part, gate_edits, batch, model, x, sources) -> tuple:
-    """The extra input features of one part's edits, and the gates they edit."""
+class _KeptStates:
+    """Stateful layers' states as they were before the block: an intervention asks
+    what the model would output, and moves no layer on."""
+
+    def __init__(self, parts: list[RecurrentPart]):
+        self.layers = [p.layer for p in parts if p.layer.stateful and p.layer.states]
+
+    def __enter__(self):
+        self.saved = [[ops.convert_to_numpy(s) for s in x.states] for x in self.layers]
+
+    def __exit__(self, *exc):
+        for layer, values in zip(self.layers, self.saved):
+            for state, value in zip(layer.states, values):
+                state.assign(value)
+
+
+def _part_features(part, gate_edits, shape, model, sources) -> tuple:
+    """The extra input features of one part's edits, and the gates they edit; `shape`
+    is (batch, steps), steps None where the layer's input has a fixed length."""
     cell = part.cell
     units = cell.units
-    steps = part.sequence_input.shape[1] or keras.tree.flatten(x)[0].shape[1]
+    batch, steps = shape
+    steps = part.sequence_input.shape[1] or steps
     twin = equivalent_cell(cell, build=False)  # its activations say the gates' ranges
     valid = _gate_names(cell, twin)
     blocks, gates = [], []
