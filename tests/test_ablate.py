@@ -52,13 +52,31 @@ def test_each_units_loss_is_that_of_its_own_edit(rng, monkeypatch):
         ({"layer": "lstn", "gate": "f"}, "no recurrent layer named"),
         ({"layer": "lstm", "gate": "z"}, "has no gate 'z'; it has h, i, f, g, o, c"),
         ({"layer": "lstm", "gate": "f", "held": ("median",)}, 'takes numbers and "mean"'),
+        ({"layer": "lstm", "gate": "f", "units": [5]}, r"`units` .* in \[0, 5\)"),
+        ({"layer": "lstm", "gate": "f", "units": [0.5]}, "`units` must be a list of unit"),
+        ({"layer": "lstm", "gate": "f", "y": np.ones((3, 9, 1))}, r"`y` .* \(2\), got"),
     ],
 )
 def test_bad_options_are_named(rng, options, match):
     model = _model(rng)
     x = np.ones((2, 9, 3), "float32")
+    options = {"y": np.ones((2, 9, 1)), **options}
     with pytest.raises(ValueError, match=match):
-        kgates.ablate(model, x, np.ones((2, 9, 1)), **options)
+        kgates.ablate(model, x, **options)
+
+
+def test_a_model_with_two_inputs(rng):
+    seq, side = keras.Input((6, 3)), keras.Input((2,))
+    h = keras.layers.LSTM(3, name="lstm")(seq)
+    model = keras.Model([seq, side], keras.layers.Concatenate()([h, side]))
+    randomize(model.get_layer("lstm"), rng)
+    model.compile(loss="mse")
+    x = [rng.normal(size=(4, 6, 3)).astype("float32"), rng.normal(size=(4, 2)).astype("float32")]
+    y = rng.normal(size=(4, 5)).astype("float32")
+    table = kgates.ablate(model, x, y, layer="lstm", gate="i", held=(0.0,))
+    for unit in range(3):
+        edited = kgates.intervene(model, x, {"lstm": {"i": Edit(0.0, units=[unit])}})
+        assert table.losses[unit, 0] == pytest.approx(np.mean((edited - y) ** 2), rel=1e-5)
 
 
 def test_a_model_without_a_loss_needs_one(rng):

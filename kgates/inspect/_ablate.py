@@ -107,8 +107,14 @@ def ablate(
         An `Ablation` (`print` it for a table; `.top(5)` for the units that matter most).
     """
     start = time.perf_counter()
-    x = np.asarray(x)
+    x = keras.tree.map_structure(np.asarray, x)  # one input, or a list or dict of them
     y = np.asarray(y)
+    batch = len(keras.tree.flatten(x)[0])
+    if y.ndim == 0 or len(y) != batch:
+        raise ValueError(
+            f"kgates.ablate: argument `y` must have one target per input sequence "
+            f"({batch}), got shape {y.shape}."
+        )
     gates = trace(model, x, layers=[layer.split("/")[0]])
     if layer not in gates:
         raise ValueError(f"kgates.ablate: `layer` must be one of {sorted(gates)}, got {layer!r}.")
@@ -119,14 +125,18 @@ def ablate(
         )
     traced = gates[layer][gate]
     count = traced.shape[-1]
-    units = np.arange(count) if units is None else np.asarray(units, int).reshape(-1)
+    units = np.arange(count) if units is None else np.asarray(units).reshape(-1)
+    if units.dtype.kind not in "iu" or not units.size or units.min() < 0 or units.max() >= count:
+        raise ValueError(
+            f"kgates.ablate: argument `units` must be a list of unit indices in "
+            f"[0, {count}) for layer {layer!r}, got {units.tolist()}."
+        )
     means = np.asarray(traced.mean(axis=(0, 1)), "float64")[units]
     held = tuple(held)
     for value in held:
         if not (value == "mean" if isinstance(value, str) else np.isscalar(value)):
             raise ValueError(f'kgates.ablate: `held` takes numbers and "mean", got {value!r}.')
     names = tuple("mean" if isinstance(v, str) and v == "mean" else f"{v:g}" for v in held)
-    batch = len(x)
     baseline = _per_example_loss(model, loss, y, intervene(model, x, {})).mean()
     losses = np.zeros((len(units), len(held)))
     per_call = max(1, ROWS_PER_CALL // batch)
@@ -137,7 +147,7 @@ def ablate(
             for k, unit in enumerate(chunk):
                 values[k, :, :, unit] = means[first + k] if names[column] == "mean" else value
             values = values.reshape(len(chunk) * batch, 1, count)
-            repeated = np.concatenate([x] * len(chunk))
+            repeated = keras.tree.map_structure(lambda v: np.concatenate([v] * len(chunk)), x)
             outputs = intervene(model, repeated, {layer: {gate: Edit(values)}})
             per_example = _per_example_loss(model, loss, np.concatenate([y] * len(chunk)), outputs)
             losses[first : first + len(chunk), column] = per_example.reshape(
