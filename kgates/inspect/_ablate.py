@@ -147,9 +147,10 @@ def ablate(
             for k, unit in enumerate(chunk):
                 values[k, :, :, unit] = means[first + k] if names[column] == "mean" else value
             values = values.reshape(len(chunk) * batch, 1, count)
-            repeated = keras.tree.map_structure(lambda v: np.concatenate([v] * len(chunk)), x)
+            copies = len(chunk)
+            repeated = keras.tree.map_structure(lambda v, n=copies: np.concatenate([v] * n), x)
             outputs = intervene(model, repeated, {layer: {gate: Edit(values)}})
-            per_example = _per_example_loss(model, loss, np.concatenate([y] * len(chunk)), outputs)
+            per_example = _per_example_loss(model, loss, np.concatenate([y] * copies), outputs)
             losses[first : first + len(chunk), column] = per_example.reshape(
                 len(chunk), batch
             ).mean(axis=1)
