@@ -216,3 +216,33 @@ def test_kgates_explore_writes_one_file_and_refuses_bad_arguments(model, rng, tm
     page = (tmp_path / "a.html").read_text()
     data = embedded(page)
     assert list(data["runs"]) == ["train"] and data["runs"]["train"] == [0]
+
+
+def test_the_sequence_need_not_be_the_models_first_input(rng, tmp_path):
+    # A side input first: tokens, annotations and the drawn inputs are the sequence's.
+    side, seq = keras.Input((2,)), keras.Input((7, 3))
+    h = keras.layers.LSTM(4, name="lstm")(seq)
+    model = keras.Model([side, seq], keras.layers.Concatenate()([h, side]))
+    model.compile("adam", "mse")
+    x = [rng.normal(size=(6, 2)), rng.normal(size=(6, 7, 3))]
+    words = [[f"w{t}" for t in range(7)] for _ in range(6)]
+    callback = kgates.TensorBoard(
+        str(tmp_path),
+        probe=x,
+        probe_text=words,
+        annotations={"late": np.tile(np.arange(7) > 3, (6, 1))},
+        explorer_freq=1,
+        image_freq=0,
+        gradients=False,
+    )
+    model.fit(x, np.zeros((6, 6)), epochs=1, verbose=0, callbacks=[callback])
+    meta, arrays = store_records(logdir_store(str(tmp_path)))["train"][0]
+    assert meta["tokens"] == words
+    assert meta["units_table"]
+    callback = kgates.TensorBoard(str(tmp_path / "drawn"), probe=x, explorer_freq=1, image_freq=0)
+    model.fit(x, np.zeros((6, 6)), epochs=1, verbose=0, callbacks=[callback])
+    meta, arrays = store_records(logdir_store(str(tmp_path / "drawn")))["train"][0]
+    assert meta["features"] == 3
+    np.testing.assert_allclose(arrays["inputs"].astype(np.float64), x[1], atol=2e-3)
+    shown = embedded(kgates.show(model, x).html)["records"]["kgates.show\n0"]["meta"]
+    assert shown["features"] == 3

@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import keras
-import numpy as np
 
 from kgates.cells._backend import tensorflow_summary
 from kgates.inspect._dashboards import (
@@ -28,6 +27,7 @@ from kgates.inspect._explorer import (
     units_rows,
 )
 from kgates.inspect._gradflow import GradientFlow
+from kgates.inspect._probe import check_probe, subsample
 from kgates.inspect._trace import Tracer
 from kgates.inspect._units import rank_units
 
@@ -81,8 +81,8 @@ class TensorBoard(keras.callbacks.TensorBoard):
             data (the "Gates" tab, `kgates explore`; the last epoch trained
             always gets it); 0 for none. Default: 10.
         probe_text: the probe's tokens for the explorer: a function from one
-            probe sequence (its first input's row) to a list of strings, one
-            per step, or a list of such lists. Default: none (the explorer
+            probe sequence (its row of the input the first traced layer reads)
+            to a list of strings, one per step, or a list of such lists. Default: none (the explorer
             draws the input features).
         annotations: optional `{name: (batch, time) array}` of the probe (e.g.
             bracket depth): the explorer's unit table ranks every unit against
@@ -156,10 +156,13 @@ class TensorBoard(keras.callbacks.TensorBoard):
         self.max_probe = max_probe
         self.explorer_freq = explorer_freq
         self.explorer_bounds = (explorer_sequences, explorer_steps, explorer_units)
-        self.probe_x, self.probe_y, self.probe_mask, keep = self._subsample(x, y, probe_mask)
-        first = None if self.probe_x is None else keras.tree.flatten(self.probe_x)[0]
+        self.probe_x, self.probe_y, self.probe_mask, keep = subsample(x, y, probe_mask, max_probe)
+        inputs = [] if self.probe_x is None else keras.tree.flatten(self.probe_x)
+        # checked now for one input; for several, once the model says which is the sequence
+        self._notes = (probe_text, annotations, keep, explorer_sequences, explorer_steps)
+        self.probe_sequence = inputs[0] if len(inputs) == 1 else None
         self.probe_tokens, self.annotations = probe_notes(
-            probe_text, annotations, first, keep, explorer_sequences, explorer_steps
+            *self._notes[:2], self.probe_sequence, *self._notes[2:]
         )
         self._tracer = None
         self._flow = None
@@ -170,26 +173,6 @@ class TensorBoard(keras.callbacks.TensorBoard):
         self._pinned = {}  # {layer: pinned gate names}
         self._backwards = {}  # {layer: reads the input from its end}
         self.gate_stats = {}  # the latest dashboard's scalars: {layer: {gate: {...}}}
-
-    def _subsample(self, x, y, mask):
-        if x is None:
-            return None, None, None, None
-        x = keras.tree.map_structure(np.asarray, x)
-        first = keras.tree.flatten(x)[0]
-        if first.ndim < 2:
-            raise ValueError(
-                "kgates.TensorBoard: `probe` must be a batch of sequences (batch, time, "
-                f"features), got an array of shape {first.shape}."
-            )
-        n = first.shape[0]
-        keep = np.arange(n)
-        if n > self.max_probe:
-            keep = np.linspace(0, n - 1, self.max_probe).round().astype(int)
-
-        def take(a):
-            return None if a is None else np.asarray(a)[keep]
-
-        return keras.tree.map_structure(take, x), take(y), take(mask), keep
 
     @property
     def summary(self):
@@ -224,31 +207,20 @@ class TensorBoard(keras.callbacks.TensorBoard):
         self._tracer = None
         self._epochs = {"last": None, "dashboard": None, "images": None, "explorer": None}
         if self.gate_freq:
-            self._check_probe(model)
+            check_probe(model, self.probe_x)
             self._tracer = Tracer(model, self.layers)
             # pinned gates are constants: no pictures of them
             self._pinned = {p.name: set(getattr(p.cell, "pin", ())) for p in self._tracer.parts}
             self._backwards = {p.name: p.layer.go_backwards for p in self._tracer.parts}
+            if self.probe_sequence is None:
+                self.probe_sequence = self._tracer.walk.sequence_of(self.probe_x)
+                self.probe_tokens, self.annotations = probe_notes(
+                    *self._notes[:2], self.probe_sequence, *self._notes[2:]
+                )
             self.probe_mask = self._tracer.walk.check_mask(
                 self.probe_mask, self.probe_x, "kgates.TensorBoard", "probe_mask"
             )
             self._flow = GradientFlow(model, walk=self._tracer.walk) if self.gradients else None
-
-    def _check_probe(self, model):
-        try:
-            expected = [tuple(t.shape) for t in model.inputs]
-        except (AttributeError, ValueError):
-            return  # the Tracer reports models without symbolic inputs
-        given = [a.shape for a in keras.tree.flatten(self.probe_x)]
-        ok = len(given) == len(expected) and all(
-            len(g) == len(e) and all(d is None or d == s for d, s in zip(e[1:], g[1:]))
-            for g, e in zip(given, expected)
-        )
-        if not ok:
-            raise ValueError(
-                f"kgates.TensorBoard: `probe` must match the model's inputs {expected} "
-                f"(None: any size); got arrays of shapes {given}."
-            )
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -303,10 +275,13 @@ class TensorBoard(keras.callbacks.TensorBoard):
         mask = None if self.probe_mask is None else self.probe_mask[:n]
         traced = self._tracer(keras.tree.map_structure(lambda a: a[:n], self.probe_x), mask)
         table = units_rows(rank_units(traced, self.annotations)) if self.annotations else None
-        sequences, steps, units = self.explorer_bounds
-        first = keras.tree.flatten(self.probe_x)[0]
         meta, arrays = explorer_record(
-            traced, self._backwards, first, self.probe_tokens, table, sequences, steps, units
+            traced,
+            self._backwards,
+            self.probe_sequence,
+            self.probe_tokens,
+            table,
+            *self.explorer_bounds,
         )
         return record_summary(meta, arrays)
 

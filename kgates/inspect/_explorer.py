@@ -108,7 +108,7 @@ def probe_notes(text, annotations, first, keep, sequences: int, steps: int) -> t
             raise ValueError(where + str(error)) from None
     notes = None
     if annotations:
-        notes, expected = {}, (keep[-1] + 1, first.shape[1])
+        notes, expected = {}, (int(keep[-1]) + 1, int(first.shape[1]))
         for name, values in annotations.items():
             values = np.asarray(values)
             if values.shape != expected:
@@ -192,7 +192,8 @@ def explorer_record(
         inputs = np.asarray(x)
         if inputs.ndim == 2:
             inputs = inputs[..., None]
-        if inputs.ndim == 3 and np.issubdtype(inputs.dtype, np.number):
+        same_time = inputs.ndim == 3 and inputs.shape[1] == first.shape[1]  # not pooled
+        if same_time and np.issubdtype(inputs.dtype, np.number):
             inputs = inputs[:n, :t, :FEATURES].astype(np.float16)
             arrays["inputs"] = np.where(valid[..., None], inputs, np.float16(0))
             meta["features"] = int(inputs.shape[-1])

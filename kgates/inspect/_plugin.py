@@ -324,13 +324,12 @@ def show(
 
     >>> kgates.show(model, x[:32], text=lambda seq: [chars[i] for i in seq])
     """
-    import keras
 
     from kgates.inspect._trace import Tracer
 
     tracer = Tracer(model, layers, compiled=False)
     traced = tracer(x, mask)
-    first = np.asarray(keras.tree.flatten(x)[0])
+    first = np.asarray(tracer.walk.sequence_of(x))
     tokens = None
     if text is not None:
         try:

@@ -165,6 +165,24 @@ class ModelWalk:
             )
         return mask.astype(bool)
 
+    def sequence_of(self, x):
+        """The input of the batch `x` that the first traced layer reads its sequence
+        from (of a model with several inputs): the one tokens and pictures show."""
+        values = keras.tree.flatten(x)
+        if len(values) == 1:
+            return values[0]
+        if not hasattr(self, "_sequence_index"):
+            self._sequence_index = 0
+            target = self.parts[0].sequence_input
+            for k, symbolic in enumerate(keras.tree.flatten(self.structure)):
+                try:
+                    keras.Model(symbolic, target)  # needs no other input
+                except ValueError:
+                    continue
+                self._sequence_index = k
+                break
+        return values[self._sequence_index]
+
     def layer_inputs(self, x, mask=None):
         """The input sequence of every part, and the (B, T) mask (or None)."""
         if self._features is None:
