@@ -12,12 +12,12 @@ import kgates
 from kgates.inspect._events import histogram_proto
 from kgates.inspect._memory import Memory, has_memory
 from kgates.inspect._stats import gate_statistics, unit_saturation
-from kgates.inspect._summaries import _median, order_statistics
+from kgates.inspect._summaries import PartSummaries, _median, order_statistics
 from kgates.inspect._trace import Tracer
 
 
-def _model(rng):
-    inputs = keras.Input((9, 3))
+def _model(rng, steps=9):
+    inputs = keras.Input((steps, 3))
     h = keras.layers.Masking(0.0)(inputs)
     h = keras.layers.Bidirectional(keras.layers.LSTM(5, return_sequences=True), name="bi")(h)
     h = kgates.GRU(4, return_sequences=True, go_backwards=True, name="gru")(h)
@@ -38,9 +38,13 @@ def _assert_histogram(got, values):
     np.testing.assert_array_equal(got["counts"], np.array(want.bucket))
 
 
-@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "eager"])
-def test_device_summaries_equal_the_numpy_statistics_of_the_trace(compiled, rng):
-    model = _model(rng)
+@pytest.mark.parametrize(
+    ("compiled", "steps"),
+    [(True, 9), (False, 9), (True, None)],
+    ids=["compiled", "eager", "variable-time"],
+)
+def test_device_summaries_equal_the_numpy_statistics_of_the_trace(compiled, steps, rng):
+    model = _model(rng, steps)
     x, mask = padded(rng, batch=6, time=9, lengths=(None, 5, 1, 7, 9, 3))
     tracer = Tracer(model, compiled=compiled)
     if keras.backend.backend() == "jax":  # where one eager call costs more than a compile
@@ -83,6 +87,24 @@ def test_device_summaries_equal_the_numpy_statistics_of_the_trace(compiled, rng)
         )  # float32 edges
         assert got["span"]["counts"].sum() == span.num
     assert mask[2, 1] == 0 and summaries["gru"]["first"]["z"].mask.sum() == 0  # padding is traced
+
+
+@pytest.mark.parametrize(
+    "names", [("h", "i", "f", "g", "o", "c"), ("h", "z", "r", "g"), ("h",)], ids=str
+)
+def test_the_symbolic_summaries_are_those_computed(names, rng):
+    # Keras builds the tracing model from `compute_output_spec` where the time
+    # axis is variable: every number it promises, shaped as the call gives it.
+    layer = PartSummaries(names, names, units=3, backwards=False)
+    packed = rng.uniform(size=(2, 5, 3 * len(names))).astype("float32")
+    got = layer.call(keras.ops.convert_to_tensor(packed), keras.ops.ones((2, 5)))
+    spec = layer.compute_output_spec(
+        keras.KerasTensor((None, None, 3 * len(names))), keras.KerasTensor((None, None))
+    )
+    assert set(spec) == set(got)
+    for key, value in got.items():
+        promised = tuple(5 if d is None else d for d in spec[key].shape)  # None: the time axis
+        assert tuple(value.shape) == promised, key
 
 
 def test_non_finite_gates_are_counted_and_left_out(rng):

@@ -124,6 +124,25 @@ class PartSummaries(keras.layers.Layer):
         self.names, self.keys = tuple(names), tuple(keys)  # packed layout, what is summarised
         self.units, self.backwards = units, backwards
 
+    def compute_output_spec(self, packed, valid):
+        # by hand: Keras's symbolic trace of `call` needs a static number of steps
+        def spec(*shape):
+            return keras.KerasTensor(shape, "float32")
+
+        keys = [k for k in self.names if k in self.keys]
+        stats = ("num", "sum", "sum_squares", "min", "max")
+        out = {"first": spec(1, *packed.shape[1:]), "first_valid": spec(1, valid.shape[1])}
+        out["nonfinite"] = spec()
+        for key in keys + (["span"] if has_memory(dict.fromkeys(keys)) else []):
+            out.update({f"{key}/{stat}": spec() for stat in stats})
+            out[f"{key}/counts"] = spec(BINS)
+            if key in SIGMOID_GATES:
+                for side in ("left", "right"):
+                    out[f"{key}/{side}"], out[f"{key}/unit_{side}"] = spec(), spec(self.units)
+        if "span/num" in out:
+            out["span/median"] = spec()
+        return out
+
     def call(self, packed, valid):
         out = {"first": packed[:1], "first_valid": valid[:1]}
         values = {
