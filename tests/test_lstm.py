@@ -198,8 +198,15 @@ def test_fgr_carries_previous_gates_as_a_third_state(rng):
 def test_variant_and_conflicting_option_is_an_error():
     with pytest.raises(ValueError, match="variant='NFG'.*pin"):
         kgates.LSTMCell(4, variant="NFG", pin={"i": 1.0})
-    # the same value as the preset is fine
+    # an option a variant leaves at its default is fixed by it too: NP has no
+    # peepholes, V is not coupled (that is CIFG)
+    for variant, option in [("NP", {"peephole": True}), ("V", {"coupled": True})]:
+        with pytest.raises(ValueError, match=f"variant='{variant}' sets `{next(iter(option))}`"):
+            kgates.LSTMCell(4, variant=variant, **option)
+    # the same value as the preset is fine, and the activations are free
     assert kgates.LSTMCell(4, variant="NFG", peephole=True).variant == "NFG"
+    assert kgates.LSTMCell(4, variant="NP", peephole=False, coupled=False).variant == "NP"
+    assert kgates.LSTMCell(4, variant="V", input_activation="relu").peephole
 
 
 def test_variants_are_read_only():

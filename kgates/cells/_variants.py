@@ -70,11 +70,15 @@ def resolve_options(variant: str | None, given: dict[str, Any]) -> dict[str, Any
     options = {}
     for name, default in OPTION_DEFAULTS.items():
         value = given[name]
+        # a variant fixes every structural option (NP: no peepholes, V: not coupled...);
+        # the activations only where it names them (NIAF, NOAF)
+        fixed = variant is not None and (name in preset or not name.endswith("activation"))
         if value is _UNSET[name] or (isinstance(value, str) and value == "default"):
             value = preset.get(name, default)
-        elif name in preset and preset[name] != value:
+        elif fixed and _plain(preset.get(name, default)) != _plain(value):
             raise ValueError(
-                f"LSTMCell: variant={variant!r} sets `{name}`={_plain(preset[name])!r}, "
+                f"LSTMCell: variant={variant!r} sets `{name}`="
+                f"{_plain(preset.get(name, default))!r}, "
                 f"which conflicts with the given `{name}`={value!r}. Pass either "
                 "the variant or the options."
             )
