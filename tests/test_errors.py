@@ -115,3 +115,10 @@ def test_split_gates_names_a_list():
     cell = kgates.LSTMCell(4)
     with pytest.raises(TypeError, match="argument `y` must be one tensor"):
         kgates.split_gates([np.zeros((2, 24))], cell)
+
+
+@pytest.mark.parametrize("cell", [keras.layers.LSTMCell(3), kgates.GRUCell(3)])
+def test_an_unbuilt_cell_has_no_weights_to_copy(cell):
+    with pytest.raises(ValueError, match="is not built, so it has no weights to copy"):
+        kgates.equivalent_cell(cell)
+    assert kgates.equivalent_cell(cell, build=False).units == 3

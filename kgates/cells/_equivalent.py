@@ -42,6 +42,11 @@ def equivalent_cell(cell, build: bool = True) -> GatedCellMixin:
             "kgates cell or keras.layers.LSTMCell, GRUCell or SimpleRNNCell."
         )
     if build:
+        if not cell.built:
+            raise ValueError(
+                f"kgates: cell {cell.name!r} is not built, so it has no weights to copy; "
+                "call its layer on an input first (or pass build=False)."
+            )
         clone.build((None, cell.kernel.shape[0]))
         copy_weights(cell, clone)
     return clone
