@@ -201,6 +201,13 @@ def test_model_without_recurrent_layers():
         kgates.trace(model, np.ones((2, 5, 2)))
     with pytest.raises(TypeError, match="keras.Model"):
         kgates.trace(keras.layers.LSTM(3), np.ones((2, 5, 2)))
+    # one inside a sub-model: the error says where it is
+    inner = keras.Sequential([keras.Input((5, 2)), keras.layers.LSTM(3)], name="encoder")
+    inputs = keras.Input((5, 2))
+    outer = keras.Model(inputs, keras.layers.Dense(1)(inner(inputs)))
+    with pytest.raises(ValueError, match=r"\['encoder'\] are models holding recurrent layers"):
+        kgates.trace(outer, np.ones((2, 5, 2)))
+    assert kgates.trace(outer.get_layer("encoder"), np.ones((2, 5, 2)))
 
 
 def test_an_explicit_mask_is_honoured_without_a_static_time_axis(rng):

@@ -77,12 +77,33 @@ def recurrent_parts(model: keras.Model, names=None) -> list[RecurrentPart]:
             )
         parts = [p for p in parts if p.name in names or p.wrapper.name in names]
     if not parts:
+        nested = [
+            layer.name
+            for layer in model.layers
+            if isinstance(layer, keras.Model) and recurrent_layers_within(layer)
+        ]
+        hint = (
+            f" Its layers {nested} are models holding recurrent layers, and kgates looks "
+            f"at a model's own layers: pass model.get_layer({nested[0]!r}), or a model "
+            "built from their layers."
+            if nested
+            else ""
+        )
         raise ValueError(
             f"kgates: model {model.name!r} has no recurrent layer to trace "
             "(keras.layers.LSTM, GRU, SimpleRNN, RNN with a kgates or Keras cell, "
-            "or Bidirectional around one)."
+            f"or Bidirectional around one).{hint}"
         )
     return parts
+
+
+def recurrent_layers_within(model: keras.Model) -> bool:
+    """Whether `model` holds a recurrent layer, at any depth."""
+    return any(
+        isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional))
+        or (isinstance(layer, keras.Model) and recurrent_layers_within(layer))
+        for layer in model.layers
+    )
 
 
 class ModelWalk:
