@@ -128,10 +128,14 @@ class ModelWalk:
                 f"kgates: model {model.name!r} has no symbolic inputs. Build it "
                 "with keras.Input (functional or Sequential API) first."
             )
-        try:  # keep the structure of the model's inputs (a dict, a list...)
-            self.structure = model.input
-        except (AttributeError, ValueError):  # a Sequential model
-            self.structure = inputs[0] if len(inputs) == 1 else inputs
+        # keep the structure of the model's inputs (a dict, a list...); a Sequential
+        # model's `input` is that of where it was last called, as a layer of another
+        self.structure = inputs[0] if len(inputs) == 1 else inputs
+        if not isinstance(model, keras.Sequential):
+            try:
+                self.structure = model.input
+            except (AttributeError, ValueError):
+                pass
         self._maskers = [
             layer
             for layer in model.layers
