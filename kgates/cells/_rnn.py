@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import types
+
 import keras
 from keras import ops
 
@@ -9,9 +12,14 @@ from kgates.cells._gates import split_gates
 
 
 def stepped_with_last_real_step(inner_loop, layer, sequences, initial_state, mask, training):
-    """Runs `inner_loop`; with a mask, the last output is that of the last real step."""
+    """Runs `inner_loop`; with a mask, the last output is that of the last real step,
+    and padded steps output zeros."""
     if mask is None:
         return inner_loop(sequences, initial_state, mask, training)
+    if isinstance(mask, (list, tuple)):
+        mask = mask[0]
+    if layer.unroll:
+        inner_loop = functools.partial(_unrolled, layer)
     # every step's output is needed to find it (TensorFlow keeps only the last
     # one when return_sequences is False)
     saved, layer.return_sequences = layer.return_sequences, True
@@ -19,7 +27,25 @@ def stepped_with_last_real_step(inner_loop, layer, sequences, initial_state, mas
         last, outputs, states = inner_loop(sequences, initial_state, mask, training)
     finally:
         layer.return_sequences = saved
+    real = ops.flip(mask, axis=1) if layer.go_backwards else mask  # processing order
+    outputs = ops.where(ops.cast(real, "bool")[..., None], outputs, ops.zeros_like(outputs))
     return last_real_step(outputs, mask, layer.go_backwards, last), outputs, states
+
+
+def _unrolled(layer, sequences, initial_state, mask, training):
+    """Keras's unrolled loop, carrying the last output over padded steps as Keras's own
+    layers do: asked for zeros there, TensorFlow's masks the outputs of `go_backwards`
+    in the input's order, and JAX's ignores the request (`stepped_with_last_real_step`
+    zeros them). Keras's loop reads these settings from the layer."""
+    settings = types.SimpleNamespace(
+        cell=layer.cell,
+        stateful=layer.stateful,
+        go_backwards=layer.go_backwards,
+        unroll=True,
+        zero_output_for_mask=False,
+        return_sequences=True,
+    )
+    return keras.layers.RNN.inner_loop(settings, sequences, initial_state, mask, training)
 
 
 def last_real_step(outputs, mask, go_backwards: bool, last):
@@ -49,10 +75,12 @@ class GatedRNN(keras.layers.RNN):
     It is `keras.layers.RNN` with the cell's `return_gates` turned on and the
     packed output split by name (`kgates.split_gates`). Masked steps carry the
     state and report zeros for every gate: `zero_output_for_mask` is always
-    True here (a plain `keras.layers.RNN` around a `return_gates` cell needs
-    `zero_output_for_mask=True` too when masks are used: otherwise Keras's
-    JAX backend reuses the first state as the previous output, which is
-    narrower than the packed output).
+    True here; without `return_sequences` the output is that of each
+    sequence's last real step. (A plain `keras.layers.RNN` around a
+    `return_gates` cell needs `zero_output_for_mask=True` when masks are used,
+    else Keras's JAX backend reuses the first state as the previous output,
+    which is narrower than the packed output; it then returns the zeros of a
+    padded final step as its last output.)
 
     Args:
         cell: a kgates cell (`LSTMCell`, `GRUCell`); its `return_gates` is set
