@@ -41,28 +41,29 @@ def test_linear_scan_from_an_initial_state(method, rng):
 def test_linear_scan_gradients_against_float64_differences(method, rng):
     a = rng.uniform(0.2, 1.0, size=(2, 12, 3))
     b = rng.normal(size=a.shape)
+    s0 = rng.normal(size=(2, 3))
     w = rng.normal(size=a.shape)
 
-    def loss(a, b):
-        return np.sum(w * _scan64(a, b))
+    def loss(a, b, s0):
+        return np.sum(w * _scan64(a, b, s0))
 
     want = []
-    for x in (a, b):
+    for x in (a, b, s0):
         d = np.zeros_like(x)
         for index in np.ndindex(x.shape):
             x[index] += 1e-6
-            up = loss(a, b)
+            up = loss(a, b, s0)
             x[index] -= 2e-6
-            d[index] = (up - loss(a, b)) / 2e-6
+            d[index] = (up - loss(a, b, s0)) / 2e-6
             x[index] += 1e-6
         want.append(d)
     w32 = keras.ops.convert_to_tensor(w.astype("float32"))
     grad = compiled_gradient(
-        lambda ab: keras.ops.sum(w32 * linear_scan(ab[0], ab[1], method)),
+        lambda v: keras.ops.sum(w32 * linear_scan(v[0], v[1], method, initial=v[2])),
         keras.layers.Identity(),
     )
-    got = grad([keras.ops.convert_to_tensor(v.astype("float32")) for v in (a, b)])
-    for name, g, d in zip("ab", got, want):
+    got = grad([keras.ops.convert_to_tensor(v.astype("float32")) for v in (a, b, s0)])
+    for name, g, d in zip(("a", "b", "initial"), got, want):
         np.testing.assert_allclose(npy(g), d, atol=1e-4, err_msg=name)
 
 

@@ -62,14 +62,14 @@ def default_scan() -> str:
     return "associative"
 
 
-def native_sequential_scan(a, b):
+def native_sequential_scan(a, b, initial=None):
     """torch's sequential scan (one addcmul a step, the reverse recurrence as its
     backward), or None where `keras.ops.scan` is the right loop."""
     if name() != "torch":
         return None
     from kgates.cells import _torch
 
-    return _torch.linear_scan(a, b)
+    return _torch.linear_scan(a, b, initial)
 
 
 def bucket_counts(index, weight, buckets: int):

@@ -32,12 +32,13 @@ def linear_scan(a, b, method: str | None = None, initial=None):
         `s`, shaped as `b`.
     """
     a, b = ops.convert_to_tensor(a), ops.convert_to_tensor(b)
-    if initial is not None:  # s_0 enters through the first step: b_1 += a_1 * s_0
-        first = a[:, :1] * ops.cast(initial, b.dtype)[:, None]
-        b = b + ops.concatenate([first, ops.zeros_like(b[:, 1:])], axis=1)
     method = _backend.default_scan() if method is None else method
     if method not in SCAN_METHODS:
         raise ValueError(f"linear_scan: `method` must be one of {SCAN_METHODS}, got {method!r}.")
+    if initial is not None:
+        initial = ops.cast(initial, b.dtype)
+        if method != "sequential":  # s_0 enters through the first step: b_1 += a_1 * s_0
+            b = ops.concatenate([b[:, :1] + a[:, :1] * initial[:, None], b[:, 1:]], axis=1)
     if method == "associative":
 
         def combine(earlier, later):
@@ -60,7 +61,7 @@ def linear_scan(a, b, method: str | None = None, initial=None):
             d *= 2
         s = b
     else:
-        s = _backend.native_sequential_scan(a, b)
+        s = _backend.native_sequential_scan(a, b, initial)
         if s is None:
 
             def step(s_tm1, ab):
@@ -68,7 +69,8 @@ def linear_scan(a, b, method: str | None = None, initial=None):
                 return s_t, s_t
 
             a_t, b_t = ops.swapaxes(a, 0, 1), ops.swapaxes(b, 0, 1)
-            s = ops.swapaxes(ops.scan(step, ops.zeros_like(b_t[0]), (a_t, b_t))[1], 0, 1)
+            s_0 = ops.zeros_like(b_t[0]) if initial is None else initial
+            s = ops.swapaxes(ops.scan(step, s_0, (a_t, b_t))[1], 0, 1)
     return ops.reshape(s, ops.shape(b))  # TensorFlow graphs lose the static rank
 
 

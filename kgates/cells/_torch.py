@@ -23,8 +23,8 @@ def _torch_activation(fn):
     return _TORCH_ACTIVATIONS.get(fn, fn)
 
 
-def _scan_forward(a, b):
-    s_t, steps = torch.zeros_like(b[:, 0]), []
+def _scan_forward(a, b, s_t):
+    steps = []
     for a_t, b_t in zip(torch.unbind(a, dim=1), torch.unbind(b, dim=1)):
         s_t = torch.addcmul(b_t, a_t, s_t)
         steps.append(s_t)
@@ -33,15 +33,15 @@ def _scan_forward(a, b):
 
 class _LinearScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a, b):
-        s = _scan_forward(a, b)
-        ctx.save_for_backward(a, s)
+    def forward(ctx, a, b, s_0):
+        s = _scan_forward(a, b, s_0)
+        ctx.save_for_backward(a, s, s_0)
         return s
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        a, s = ctx.saved_tensors
+        a, s, s_0 = ctx.saved_tensors
         # ds_t = grad_t + a_{t+1} * ds_{t+1}, from the last step back
         d_t, steps = None, []
         a_next = (*torch.unbind(a, dim=1)[1:], None)
@@ -49,15 +49,19 @@ class _LinearScan(torch.autograd.Function):
             d_t = g_t if a_t is None else torch.addcmul(g_t, a_t, d_t)
             steps.append(d_t)
         ds = torch.stack(steps[::-1], dim=1)
-        da = None
+        da = ds_0 = None
         if ctx.needs_input_grad[0]:  # ds_t * s_tm1
-            da = ds * torch.cat([torch.zeros_like(s[:, :1]), s[:, :-1]], dim=1)
-        return da, ds
+            da = ds * torch.cat([s_0[:, None], s[:, :-1]], dim=1)
+        if ctx.needs_input_grad[2]:
+            ds_0 = a[:, 0] * ds[:, 0]
+        return da, ds, ds_0
 
 
-def linear_scan(a, b):
-    """s_t = a_t * s_tm1 + b_t along axis 1, from s_0 = 0: one `addcmul` a step each way."""
-    return _LinearScan.apply(a.to(b.dtype), b)
+def linear_scan(a, b, initial=None):
+    """s_t = a_t * s_tm1 + b_t along axis 1, from s_0 = `initial` (zeros if None): one
+    `addcmul` a step each way."""
+    s_0 = torch.zeros_like(b[:, 0]) if initial is None else initial.to(b.dtype)
+    return _LinearScan.apply(a.to(b.dtype), b, s_0)
 
 
 def _prepare(cell, inputs, states, go_backwards: bool):
