@@ -143,3 +143,17 @@ def test_a_step_out_of_range_is_named(rng):
     m = Memory(np.ones((1, 3, 2)), np.ones((1, 3, 2)))
     with pytest.raises(ValueError, match="`t` must be a step from -3 to 2, got 3"):
         m.contributions(3)
+
+
+def test_a_stateful_layer_remembers_the_state_it_carries(rng):
+    x = rng.normal(size=(2, 8, 3)).astype("float32")
+    layer = keras.layers.LSTM(4, stateful=True, return_sequences=True, name="lstm")
+    model = keras.Sequential([keras.Input((4, 3), batch_size=2), layer])
+    weights = randomize(layer, rng)
+    model(x[:, :4])
+    memory = kgates.memory(model, x[:, 4:])["lstm"]
+    c = lstm_reference(x, weights, 4)["c"]
+    np.testing.assert_allclose(memory.initial_state, c[:, 3], atol=ATOL)
+    for t in range(4):  # what the steps wrote and what is left of c_3 make c_t
+        held = memory.contributions(t).sum(axis=1) + memory.initial(t)
+        np.testing.assert_allclose(held, c[:, 4 + t], atol=ATOL)

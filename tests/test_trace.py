@@ -271,3 +271,24 @@ def test_a_model_loaded_from_a_keras_file_traces_as_the_original(rng, tmp_path):
         for gate, values in expected[layer].items():
             np.testing.assert_allclose(got[layer][gate], values, atol=ATOL)
             assert (np.ma.getmaskarray(got[layer][gate])[..., 0] == ~mask).all()
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_stateful_layer_is_traced_from_its_state_and_keeps_it(compiled, rng):
+    x = rng.normal(size=(2, 8, 3)).astype("float32")
+    layer = keras.layers.LSTM(4, stateful=True, return_sequences=True, name="lstm")
+    model = keras.Sequential([keras.Input((4, 3), batch_size=2), layer])
+    weights = randomize(layer, rng)
+    model(x[:, :4])  # the first chunk; the trace is of the second
+    state = [npy(s) for s in layer.states]
+    tracer = Tracer(model, compiled=compiled)
+    want = lstm_reference(x, weights, 4)
+    for _ in range(2):  # a second call starts from the same state
+        got = tracer(x[:, 4:])["lstm"]
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name][:, 4:], atol=ATOL, err_msg=name)
+    for before, now in zip(state, layer.states):
+        np.testing.assert_array_equal(npy(now), before)
+    # a batch of another size cannot take that state: it starts from zeros
+    alone = lstm_reference(x[:1, 4:], weights, 4)
+    np.testing.assert_allclose(tracer(x[:1, 4:])["lstm"]["c"], alone["c"], atol=ATOL)

@@ -16,6 +16,7 @@ import warnings
 
 import keras
 import numpy as np
+from keras import ops
 
 from kgates.inspect._stats import has_memory, keep_and_write
 from kgates.inspect._trace import Tracer
@@ -67,9 +68,10 @@ class Memory:
         )
 
     @classmethod
-    def from_gates(cls, gates: dict, backwards: bool = False) -> Memory:
+    def from_gates(cls, gates: dict, backwards: bool = False, initial_state=None) -> Memory:
         """The memory of one layer's traced gates (`kgates.trace(...)[name]`): an LSTM's
-        (`f`, `i`, `g`, `c`) or a GRU's (`z`, `g`, `h`)."""
+        (`f`, `i`, `g`, `c`) or a GRU's (`z`, `g`, `h`); `initial_state` is its c (h)
+        before the first step (zeros if None)."""
         valid = None
         first = next(iter(gates.values()))
         if np.ma.is_masked(first):
@@ -82,7 +84,8 @@ class Memory:
                 "not a sum of earlier writes, so it has no memory to take apart."
             )
         keep, write = keep_and_write(plain)
-        return cls(keep, write, plain["c" if "c" in plain else "h"], valid, backwards)
+        state = plain["c" if "c" in plain else "h"]
+        return cls(keep, write, state, valid, backwards, initial_state)
 
     # Every method works in processing order (reversed for a backwards layer)
     # and hands results back in input order.
@@ -172,7 +175,8 @@ def memory(model: keras.Model, x, mask=None, layers=None) -> dict[str, Memory]:
 
     Works on the model as it is: stock `keras.layers.LSTM`/`GRU` layers and kgates
     cells and variants (a pinned gate is its constant), stacked or Bidirectional,
-    on every backend. Padded steps (masked) write nothing.
+    on every backend. Padded steps (masked) write nothing. A stateful layer starts
+    from the state it carries (`Memory.initial_state`), as in `kgates.trace`.
 
     Args:
         model: a functional or Sequential Keras model built on `keras.Input`.
@@ -193,13 +197,17 @@ def memory(model: keras.Model, x, mask=None, layers=None) -> dict[str, Memory]:
     """
     tracer = Tracer(model, layers, compiled=False)
     traced = tracer(x, mask)
+    twins = tracer.twins_for(x)
     result, plain = {}, []
     for part in tracer.parts:
         gates = traced[part.name]
         if not has_memory(gates):  # a SimpleRNN
             plain.append(part.name)
             continue
-        result[part.name] = Memory.from_gates(gates, backwards=part.layer.go_backwards)
+        initial = None
+        if twins[part.name].rnn.stateful:  # the state the layer carries: h, c for an LSTM
+            initial = ops.convert_to_numpy(part.layer.states[1 if "c" in gates else 0])
+        result[part.name] = Memory.from_gates(gates, part.layer.go_backwards, initial)
     if plain:
         message = (
             f"kgates.memory: {', '.join(plain)} {'is a' if len(plain) == 1 else 'are'} "

@@ -29,16 +29,17 @@ class PartGates(keras.layers.Layer):
     1 at real steps, 0 at padded ones (whose outputs are zeros).
     """
 
-    def __init__(self, part: RecurrentPart, **kwargs):
+    def __init__(self, part: RecurrentPart, carry: bool = False, **kwargs):
         super().__init__(dtype="float32", **kwargs)
         layer = part.layer
-        self.source = layer.cell
+        self.source, self.source_layer = layer.cell, layer
         self.rnn = equivalent_layer(
             layer,
             part.sequence_input.shape,
             return_sequences=True,
             return_gates=True,
             gate_path=getattr(layer, "gate_path", "auto"),
+            stateful=carry,  # from the state of the stateful `layer` (`sync`)
         )
         self.backwards = layer.go_backwards
         self.state_only = isinstance(self.source, keras.layers.SimpleRNNCell)
@@ -57,6 +58,14 @@ class PartGates(keras.layers.Layer):
 
     def compute_mask(self, x, mask=None):
         return None
+
+    def sync(self) -> None:
+        """The source layer's weights (and, carrying its state, its state) into the
+        twin, on the device."""
+        copy_weights(self.source, self.rnn.cell)
+        if self.rnn.stateful:
+            for state, value in zip(self.rnn.states, self.source_layer.states):
+                state.assign(ops.copy(value))
 
     def compute_output_spec(self, x, mask=None):
         return {
@@ -108,6 +117,8 @@ class Tracer:
         self.compiled = compiled or _backend.compiles_one_off_calls()
         self.parts = self.walk.parts
         self._gates = {p.name: PartGates(p) for p in self.parts}
+        # twins of stateful layers that start from their state, for a batch of its size
+        self._carrying = {p.name: PartGates(p, carry=True) for p in self.parts if p.layer.stateful}
         self._summaries = {
             name: PartSummaries(g.names, g.keys, g.rnn.cell.units, g.backwards)
             for name, g in self._gates.items()
@@ -115,8 +126,21 @@ class Tracer:
         self._models = {}
         self._explicit_mask = False  # the model's own mask, passed as an input
 
-    def _gate_model(self, explicit_mask: bool, steps=None, summaries=False) -> keras.Model:
-        key = (explicit_mask, steps, summaries)
+    def twins_for(self, x) -> dict:
+        """The twin of every part for the batch `x`: a stateful layer's carries its
+        state where `x` has as many sequences as the state (else it starts from zeros)."""
+        batch = keras.tree.flatten(x)[0].shape[0]
+        return {
+            p.name: self._carrying.get(p.name)
+            if p.layer.stateful and p.layer.states[0].shape[0] == batch
+            else self._gates[p.name]
+            for p in self.parts
+        }
+
+    def _gate_model(
+        self, explicit_mask: bool, steps=None, summaries=False, carry=False
+    ) -> keras.Model:
+        key = (explicit_mask, steps, summaries, carry)
         if key not in self._models:
             inputs = self.walk.structure
             mask = None
@@ -129,7 +153,8 @@ class Tracer:
                 kwargs = {}
                 if mask is not None and x.shape[1] in (None, steps):
                     kwargs["mask"] = mask
-                traced = self._gates[part.name](x, **kwargs)
+                twins = self._carrying if carry and part.name in self._carrying else self._gates
+                traced = twins[part.name](x, **kwargs)
                 if summaries:
                     traced = self._summaries[part.name](traced["packed"], traced["_valid"])
                 for name, value in traced.items():
@@ -158,11 +183,13 @@ class Tracer:
 
     def _run(self, x, mask, summaries: bool) -> dict:
         x = self.walk.check_inputs(x, "kgates.trace")
-        for gates in self._gates.values():
-            copy_weights(gates.source, gates.rnn.cell)
+        twins = self.twins_for(x)
+        for twin in twins.values():
+            twin.sync()
+        carry = any(twin.rnn.stateful for twin in twins.values())
         if mask is None and not self._explicit_mask:
             try:
-                model, inputs = self._gate_model(False, summaries=summaries), x
+                model, inputs = self._gate_model(False, summaries=summaries, carry=carry), x
             except ValueError:
                 # Keras cannot re-trace some graphs (a model loaded from a .keras file
                 # holds its mask ops twice under one name): take the mask from the
@@ -174,7 +201,7 @@ class Tracer:
             mask = ops.convert_to_numpy(self.walk.layer_inputs(x)[1])
         if mask is not None:
             mask = self.walk.check_mask(mask, x, "kgates.trace")
-            model = self._gate_model(True, mask.shape[1], summaries)
+            model = self._gate_model(True, mask.shape[1], summaries, carry)
             inputs = [x, mask]
         if self.compiled:
             out = model.predict_on_batch(inputs)
@@ -213,7 +240,9 @@ def trace(model: keras.Model, x, mask=None, layers=None) -> dict:
         `{layer_name: {"h": ..., gate: ...}}` of NumPy masked arrays `(batch,
         time, units)` in the input's time order (also for `go_backwards`);
         padded steps are masked. A `Bidirectional` layer gives
-        `"{name}/forward"` and `"{name}/backward"`; a `SimpleRNN` only `"h"`.
+        `"{name}/forward"` and `"{name}/backward"`; a `SimpleRNN` only `"h"`. A
+        stateful layer starts from the state it carries (and keeps it) where `x`
+        has as many sequences as that state, else from zeros.
 
     Example:
 
