@@ -117,12 +117,13 @@ def test_padded_steps_are_left_out(rng):
     np.testing.assert_allclose(padded[:6], want, rtol=1e-5)
 
 
-def _sequence_loss(weights, x, mask, zero_output, bump=None):
-    """Half the mean squared norm of a masked LSTM's output sequence, in float64;
-    padded steps output zeros or carry h; `bump` = (t, sample, unit, eps) adds to h_t."""
+def _sequence_loss(weights, x, mask, zero_output, bump=None, initial=None):
+    """Half the mean squared norm of a masked LSTM's output sequence, in float64, from
+    `initial` (h, c) or zeros; padded steps output zeros or carry h; `bump` =
+    (t, sample, unit, eps) adds to h_t."""
     kernel, recurrent, bias = (np.float64(w) for w in weights)
     batch, steps, _ = x.shape
-    h, c = np.zeros((2, batch, recurrent.shape[0]))
+    h, c = np.zeros((2, batch, recurrent.shape[0])) if initial is None else initial
     total = 0.0
     for t in range(steps):
         i, f, g, o = np.split(x[:, t] @ kernel + h @ recurrent + bias, 4, axis=-1)
@@ -157,6 +158,27 @@ def test_masked_sequences_against_finite_differences(zero_output, rng):
         want[b, t] = np.linalg.norm(grad) / (2 * eps)
     want = (want * mask).sum(axis=0) / mask.sum(axis=0)
     np.testing.assert_allclose(flow, want, rtol=1e-4, atol=1e-8)
+
+
+def test_a_stateful_layer_flows_from_its_state_and_keeps_it(rng):
+    x = rng.normal(size=(3, 8, 2)).astype("float32")
+    layer = keras.layers.LSTM(3, stateful=True, return_sequences=True)
+    model = keras.Sequential([keras.Input((4, 2), batch_size=3), layer])
+    weights = list(randomize(layer, rng, scale=0.7).values())
+    model(x[:, :4])
+    state = [np.float64(keras.ops.convert_to_numpy(s)) for s in layer.states]
+    flow = kgates.gradient_flow(model, x[:, 4:])[layer.name]["h"]
+    for before, now in zip(state, layer.states):
+        np.testing.assert_array_equal(np.float64(keras.ops.convert_to_numpy(now)), before)
+    eps, want, part, real = 1e-5, np.zeros((3, 4)), x[:, 4:], np.ones((3, 4), bool)
+    for t, b in np.ndindex(4, 3):
+        grad = [
+            _sequence_loss(weights, part, real, False, (t, b, u, eps), state)
+            - _sequence_loss(weights, part, real, False, (t, b, u, -eps), state)
+            for u in range(3)
+        ]
+        want[b, t] = np.linalg.norm(grad) / (2 * eps)
+    np.testing.assert_allclose(flow, want.mean(axis=0), rtol=1e-4, atol=1e-8)
 
 
 def test_reach():

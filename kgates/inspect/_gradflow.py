@@ -17,7 +17,7 @@ from keras import ops
 from kgates.cells._backend import compiled_gradient
 from kgates.cells._equivalent import copy_weights, equivalent_cell
 from kgates.cells._lstm import LSTMCell
-from kgates.inspect._walk import ModelWalk, RecurrentPart
+from kgates.inspect._walk import KeptStates, ModelWalk, RecurrentPart
 
 
 def _loss_fn(model: keras.Model, with_targets: bool):
@@ -73,11 +73,8 @@ def _flow_fn(cell, has_c: bool, zero_output: bool):
     """sum_t <dL/dy_t, y_t> of an unrolled cell, perturbed by (dh_t, dc_t): y_t is h_t,
     and at a padded step zeros (`zero_output`) or the h carried over it, as the
     layer outputs."""
-    state_sizes = _state_sizes(cell)
 
-    def total(deltas, x, mask, upstream_seq, upstream_last):
-        batch = ops.shape(x)[0]
-        init = [ops.zeros((batch, size), "float32") for size in state_sizes]
+    def total(deltas, x, mask, upstream_seq, upstream_last, init):
         dh, dc = deltas
         xs = (
             ops.transpose(x, (1, 0, 2)),
@@ -148,7 +145,8 @@ class GradientFlow:
         with patch:
             key = y is not None
             if key not in self._upstream:
-                self.model(x)  # records the output shapes
+                with KeptStates(self.model):  # the gradient starts from the same state
+                    self.model(x)  # records the output shapes
 
                 def loss(deltas, x, *y):
                     patch.deltas.update(zip(names, deltas))
@@ -186,7 +184,11 @@ class GradientFlow:
         else:
             upstream_seq, upstream_last = ops.zeros((batch, steps, cell.units), "float32"), upstream
         zeros = [ops.zeros((steps, batch, cell.units), "float32") for _ in range(2)]
-        grads = self._flows[part.name](zeros, x, mask, upstream_seq, upstream_last)
+        if part.layer.stateful and part.layer.states[0].shape[0] == batch:  # as the model
+            init = [ops.cast(s, "float32") for s in part.layer.states]
+        else:
+            init = [ops.zeros((batch, size), "float32") for size in _state_sizes(cell)]
+        grads = self._flows[part.name](zeros, x, mask, upstream_seq, upstream_last, init)
         valid = ops.convert_to_numpy(mask) > 0.5
         count = np.maximum(valid.sum(axis=0), 1)
         result = {}
@@ -207,7 +209,8 @@ class GradientFlow:
             )
         mask = self.walk.check_mask(mask, x, "kgates.gradient_flow")
         inputs, mask = self.walk.layer_inputs(x, mask)
-        upstream = self.upstream(x, y)
+        with KeptStates(self.model):
+            upstream = self.upstream(x, y)
         flows = {}
         for part in self.walk.parts:
             xs = inputs[part.name]
@@ -235,7 +238,8 @@ def gradient_flow(model: keras.Model, x, y=None, mask=None, layers=None) -> dict
     Returns:
         `{layer_name: {"h": (time,), "c": (time,)}}`: the mean over samples of
         `||dL/dh_t||` and, for LSTMs, `||dL/dc_t||`, in the input's time order;
-        padded steps are left out of the mean.
+        padded steps are left out of the mean. A stateful layer starts from the
+        state it carries (for a batch of its size), and keeps it.
 
     Example:
 

@@ -19,7 +19,7 @@ from keras import ops
 
 from kgates.cells._equivalent import equivalent_cell
 from kgates.cells._lstm import LSTMCell
-from kgates.inspect._walk import ModelWalk, RecurrentPart
+from kgates.inspect._walk import KeptStates, ModelWalk, RecurrentPart
 
 _UNIT_RANGE = ("sigmoid", "hard_sigmoid")  # activations with values in [0, 1]
 _SIGNED_RANGE = ("tanh", "soft_sign", "hard_tanh")  # in [-1, 1]
@@ -233,27 +233,11 @@ def intervene(model: keras.Model, x, edits: Mapping) -> object:
                 features[part.name] = _part_features(
                     part, gate_edits, (batch, steps.get(part.name)), model, sources
                 )
-    with _KeptStates(walk.parts):
+    with KeptStates(model):
         if not parts:
             return _numpy(model(x, training=False))
         with _Intervention(parts, features):
             return _numpy(model(x, training=False))
-
-
-class _KeptStates:
-    """Stateful layers' states as they were before the block: an intervention asks
-    what the model would output, and moves no layer on."""
-
-    def __init__(self, parts: list[RecurrentPart]):
-        self.layers = [p.layer for p in parts if p.layer.stateful and p.layer.states]
-
-    def __enter__(self):
-        self.saved = [[ops.convert_to_numpy(s) for s in x.states] for x in self.layers]
-
-    def __exit__(self, *exc):
-        for layer, values in zip(self.layers, self.saved):
-            for state, value in zip(layer.states, values):
-                state.assign(value)
 
 
 def _part_features(part, gate_edits, shape, model, sources) -> tuple:

@@ -227,3 +227,25 @@ class ModelWalk:
         if mask is not None:
             mask = ops.convert_to_tensor(ops.convert_to_numpy(mask).astype(bool))
         return {p.name: by_wrapper[p.wrapper] for p in self.parts}, mask
+
+
+class KeptStates:
+    """Stateful layers' states as they were before the block: kgates asks what the
+    model would do, and moves no layer on."""
+
+    def __init__(self, model: keras.Model):
+        layers = []
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.Bidirectional):
+                layers += [layer.forward_layer, layer.backward_layer]
+            else:
+                layers.append(layer)
+        self.layers = [x for x in layers if getattr(x, "stateful", False) and x.states]
+
+    def __enter__(self):
+        self.saved = [[ops.convert_to_numpy(s) for s in x.states] for x in self.layers]
+
+    def __exit__(self, *exc):
+        for layer, values in zip(self.layers, self.saved):
+            for state, value in zip(layer.states, values):
+                state.assign(value)
