@@ -18,7 +18,7 @@ def stepped_with_last_real_step(inner_loop, layer, sequences, initial_state, mas
         return inner_loop(sequences, initial_state, mask, training)
     if isinstance(mask, (list, tuple)):
         mask = mask[0]
-    if layer.unroll:
+    if layer.unroll:  # padded steps carry outputs there, zeroed below
         inner_loop = functools.partial(_unrolled, layer)
     # every step's output is needed to find it (TensorFlow keeps only the last
     # one when return_sequences is False)
@@ -27,8 +27,9 @@ def stepped_with_last_real_step(inner_loop, layer, sequences, initial_state, mas
         last, outputs, states = inner_loop(sequences, initial_state, mask, training)
     finally:
         layer.return_sequences = saved
-    real = ops.flip(mask, axis=1) if layer.go_backwards else mask  # processing order
-    outputs = ops.where(ops.cast(real, "bool")[..., None], outputs, ops.zeros_like(outputs))
+    if layer.unroll:
+        real = ops.flip(mask, axis=1) if layer.go_backwards else mask  # processing order
+        outputs = ops.where(ops.cast(real, "bool")[..., None], outputs, ops.zeros_like(outputs))
     return last_real_step(outputs, mask, layer.go_backwards, last), outputs, states
 
 

@@ -82,8 +82,8 @@ class TensorBoard(keras.callbacks.TensorBoard):
             always gets it); 0 for none. Default: 10.
         probe_text: the probe's tokens for the explorer: a function from one
             probe sequence (its row of the input the first traced layer reads)
-            to a list of strings, one per step, or a list of such lists. Default: none (the explorer
-            draws the input features).
+            to a list of strings, one per step, or a list of such lists.
+            Default: none (the explorer draws the input features).
         annotations: optional `{name: (batch, time) array}` of the probe (e.g.
             bracket depth): the explorer's unit table ranks every unit against
             them (`kgates.find_units`).
@@ -159,11 +159,16 @@ class TensorBoard(keras.callbacks.TensorBoard):
         self.probe_x, self.probe_y, self.probe_mask, keep = subsample(x, y, probe_mask, max_probe)
         inputs = [] if self.probe_x is None else keras.tree.flatten(self.probe_x)
         # checked now for one input; for several, once the model says which is the sequence
-        self._notes = (probe_text, annotations, keep, explorer_sequences, explorer_steps)
-        self.probe_sequence = inputs[0] if len(inputs) == 1 else None
-        self.probe_tokens, self.annotations = probe_notes(
-            *self._notes[:2], self.probe_sequence, *self._notes[2:]
+        self._notes = partial(
+            probe_notes,
+            probe_text,
+            annotations,
+            keep=keep,
+            sequences=explorer_sequences,
+            steps=explorer_steps,
         )
+        self.probe_sequence = inputs[0] if len(inputs) == 1 else None
+        self.probe_tokens, self.annotations = self._notes(first=self.probe_sequence)
         self._tracer = None
         self._flow = None
         self._gate_writer = None
@@ -214,9 +219,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
             self._backwards = {p.name: p.layer.go_backwards for p in self._tracer.parts}
             if self.probe_sequence is None:
                 self.probe_sequence = self._tracer.walk.sequence_of(self.probe_x)
-                self.probe_tokens, self.annotations = probe_notes(
-                    *self._notes[:2], self.probe_sequence, *self._notes[2:]
-                )
+                self.probe_tokens, self.annotations = self._notes(first=self.probe_sequence)
             self.probe_mask = self._tracer.walk.check_mask(
                 self.probe_mask, self.probe_x, "kgates.TensorBoard", "probe_mask"
             )

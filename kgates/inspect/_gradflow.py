@@ -17,7 +17,7 @@ from keras import ops
 from kgates.cells._backend import compiled_gradient
 from kgates.cells._equivalent import copy_weights, equivalent_cell
 from kgates.cells._lstm import LSTMCell
-from kgates.inspect._walk import KeptStates, ModelWalk, RecurrentPart
+from kgates.inspect._walk import KeptStates, ModelWalk, RecurrentPart, carried_state
 
 
 def _loss_fn(model: keras.Model, with_targets: bool):
@@ -145,7 +145,7 @@ class GradientFlow:
         with patch:
             key = y is not None
             if key not in self._upstream:
-                with KeptStates(self.model):  # the gradient starts from the same state
+                with KeptStates(self.model):
                     self.model(x)  # records the output shapes
 
                 def loss(deltas, x, *y):
@@ -155,7 +155,8 @@ class GradientFlow:
                 self._upstream[key] = (compiled_gradient(loss, self.model), dict(patch.shapes))
             grad, shapes = self._upstream[key]
             zeros = [ops.zeros(shapes[n], "float32") for n in names]
-            grads = grad(zeros, x) if y is None else grad(zeros, x, y)
+            with KeptStates(self.model):  # runs the model: stateful layers move on
+                grads = grad(zeros, x) if y is None else grad(zeros, x, y)
         return dict(zip(names, grads))
 
     def part(self, part: RecurrentPart, x, mask, upstream) -> dict:
@@ -184,10 +185,10 @@ class GradientFlow:
         else:
             upstream_seq, upstream_last = ops.zeros((batch, steps, cell.units), "float32"), upstream
         zeros = [ops.zeros((steps, batch, cell.units), "float32") for _ in range(2)]
-        if part.layer.stateful and part.layer.states[0].shape[0] == batch:  # as the model
-            init = [ops.cast(s, "float32") for s in part.layer.states]
-        else:
+        init = carried_state(part.layer, batch)  # as the model
+        if init is None:
             init = [ops.zeros((batch, size), "float32") for size in _state_sizes(cell)]
+        init = [ops.cast(s, "float32") for s in init]
         grads = self._flows[part.name](zeros, x, mask, upstream_seq, upstream_last, init)
         valid = ops.convert_to_numpy(mask) > 0.5
         count = np.maximum(valid.sum(axis=0), 1)
@@ -209,8 +210,7 @@ class GradientFlow:
             )
         mask = self.walk.check_mask(mask, x, "kgates.gradient_flow")
         inputs, mask = self.walk.layer_inputs(x, mask)
-        with KeptStates(self.model):
-            upstream = self.upstream(x, y)
+        upstream = self.upstream(x, y)
         flows = {}
         for part in self.walk.parts:
             xs = inputs[part.name]

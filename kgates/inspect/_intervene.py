@@ -19,7 +19,7 @@ from keras import ops
 
 from kgates.cells._equivalent import equivalent_cell
 from kgates.cells._lstm import LSTMCell
-from kgates.inspect._walk import KeptStates, ModelWalk, RecurrentPart
+from kgates.inspect._walk import KeptStates, ModelWalk, RecurrentPart, carried_state
 
 _UNIT_RANGE = ("sigmoid", "hard_sigmoid")  # activations with values in [0, 1]
 _SIGNED_RANGE = ("tanh", "soft_sign", "hard_tanh")  # in [-1, 1]
@@ -155,8 +155,8 @@ class _Intervention:
         layer = self.parts[name].layer
 
         def call(sequences, initial_state=None, mask=None, training=False):
-            if initial_state is None and layer.stateful:  # where the layer is now
-                initial_state = [ops.convert_to_tensor(s) for s in layer.states]
+            if initial_state is None:  # a stateful layer's: where it is now
+                initial_state = carried_state(layer, sequences.shape[0])
             extra_ = ops.cast(ops.convert_to_tensor(extra), sequences.dtype)
             joined = ops.concatenate([sequences, extra_], axis=-1)
             return twin(joined, initial_state=initial_state, mask=mask, training=False)

@@ -20,6 +20,7 @@ from keras import ops
 
 from kgates.inspect._stats import has_memory, keep_and_write
 from kgates.inspect._trace import Tracer
+from kgates.inspect._walk import carried_state
 
 
 class Memory:
@@ -197,16 +198,16 @@ def memory(model: keras.Model, x, mask=None, layers=None) -> dict[str, Memory]:
     """
     tracer = Tracer(model, layers, compiled=False)
     traced = tracer(x, mask)
-    twins = tracer.twins_for(x)
+    batch = keras.tree.flatten(x)[0].shape[0]
     result, plain = {}, []
     for part in tracer.parts:
         gates = traced[part.name]
         if not has_memory(gates):  # a SimpleRNN
             plain.append(part.name)
             continue
-        initial = None
-        if twins[part.name].rnn.stateful:  # the state the layer carries: h, c for an LSTM
-            initial = ops.convert_to_numpy(part.layer.states[1 if "c" in gates else 0])
+        initial = carried_state(part.layer, batch)  # h, then c for an LSTM
+        if initial is not None:
+            initial = ops.convert_to_numpy(initial[1 if "c" in gates else 0])
         result[part.name] = Memory.from_gates(gates, part.layer.go_backwards, initial)
     if plain:
         message = (

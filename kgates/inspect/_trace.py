@@ -17,7 +17,7 @@ from kgates.cells import _backend
 from kgates.cells._equivalent import copy_weights, equivalent_layer
 from kgates.cells._gates import split_gates
 from kgates.inspect._summaries import PartSummaries, unflatten
-from kgates.inspect._walk import ModelWalk, RecurrentPart
+from kgates.inspect._walk import ModelWalk, RecurrentPart, carried_state
 
 
 class PartGates(keras.layers.Layer):
@@ -126,16 +126,10 @@ class Tracer:
         self._models = {}
         self._explicit_mask = False  # the model's own mask, passed as an input
 
-    def twins_for(self, x) -> dict:
-        """The twin of every part for the batch `x`: a stateful layer's carries its
-        state where `x` has as many sequences as the state (else it starts from zeros)."""
-        batch = keras.tree.flatten(x)[0].shape[0]
-        return {
-            p.name: self._carrying.get(p.name)
-            if p.layer.stateful and p.layer.states[0].shape[0] == batch
-            else self._gates[p.name]
-            for p in self.parts
-        }
+    def _twins(self, carry: bool) -> dict:
+        """The twin of every part; with `carry`, stateful layers' twins that start from
+        their state."""
+        return {n: (self._carrying.get(n) if carry else None) or g for n, g in self._gates.items()}
 
     def _gate_model(
         self, explicit_mask: bool, steps=None, summaries=False, carry=False
@@ -153,8 +147,7 @@ class Tracer:
                 kwargs = {}
                 if mask is not None and x.shape[1] in (None, steps):
                     kwargs["mask"] = mask
-                twins = self._carrying if carry and part.name in self._carrying else self._gates
-                traced = twins[part.name](x, **kwargs)
+                traced = self._twins(carry)[part.name](x, **kwargs)
                 if summaries:
                     traced = self._summaries[part.name](traced["packed"], traced["_valid"])
                 for name, value in traced.items():
@@ -183,10 +176,10 @@ class Tracer:
 
     def _run(self, x, mask, summaries: bool) -> dict:
         x = self.walk.check_inputs(x, "kgates.trace")
-        twins = self.twins_for(x)
-        for twin in twins.values():
+        batch = keras.tree.flatten(x)[0].shape[0]
+        carry = any(carried_state(p.layer, batch) for p in self.parts)
+        for twin in self._twins(carry).values():
             twin.sync()
-        carry = any(twin.rnn.stateful for twin in twins.values())
         if mask is None and not self._explicit_mask:
             try:
                 model, inputs = self._gate_model(False, summaries=summaries, carry=carry), x

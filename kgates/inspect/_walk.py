@@ -143,6 +143,7 @@ class ModelWalk:
             or (isinstance(layer, keras.layers.Embedding) and layer.mask_zero)
         ]
         self._features = None
+        self._sequence_index = None  # of `sequence_of`, found on first use
 
     @property
     def has_maskers(self) -> bool:
@@ -196,7 +197,7 @@ class ModelWalk:
         values = keras.tree.flatten(x)
         if len(values) == 1:
             return values[0]
-        if not hasattr(self, "_sequence_index"):
+        if self._sequence_index is None:
             self._sequence_index = 0
             target = self.parts[0].sequence_input
             for k, symbolic in enumerate(keras.tree.flatten(self.structure)):
@@ -227,6 +228,15 @@ class ModelWalk:
         if mask is not None:
             mask = ops.convert_to_tensor(ops.convert_to_numpy(mask).astype(bool))
         return {p.name: by_wrapper[p.wrapper] for p in self.parts}, mask
+
+
+def carried_state(layer, batch: int) -> list | None:
+    """The states a stateful `layer` carries, where they fit a batch of `batch`
+    sequences; None otherwise (it starts from zeros)."""
+    states = layer.states if getattr(layer, "stateful", False) else None
+    if not states or states[0].shape[0] != batch:
+        return None
+    return [ops.convert_to_tensor(s) for s in states]
 
 
 class KeptStates:
