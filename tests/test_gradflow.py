@@ -189,3 +189,53 @@ def test_reach():
     assert reach(np.array([1.0, 0.5, 0.001])) == 3  # grows going back: alive throughout
     assert reach(np.array([1.0, 0.5, 0.0])) == 0  # no gradient at the last step
     assert reach(np.zeros(4)) == 0
+
+
+def _packed_loss(weights, x, mask, sequences, bump=None):
+    """Half the mean squared norm of a masked kgates.LSTM's packed output [h i f g o c]
+    in float64: every step's (zeros at padded steps) or the last real step's;
+    `bump` = (state, t, sample, unit, eps) adds to h_t or c_t."""
+    kernel, recurrent, bias = (np.float64(w) for w in weights)
+    batch, steps, _ = x.shape
+    h, c = np.zeros((2, batch, recurrent.shape[0]))
+    last, total = 0.0, 0.0
+    for t in range(steps):
+        i, f, g, o = np.split(x[:, t] @ kernel + h @ recurrent + bias, 4, axis=-1)
+        i, f, g, o = sigmoid(i), sigmoid(f), np.tanh(g), sigmoid(o)
+        c_new = f * c + i * g
+        if bump and bump[:2] == ("c", t):
+            c_new[bump[2], bump[3]] += bump[4]
+        h_new = o * np.tanh(c_new)
+        if bump and bump[:2] == ("h", t):
+            h_new[bump[2], bump[3]] += bump[4]
+        keep = mask[:, t, None]
+        h, c = np.where(keep, h_new, h), np.where(keep, c_new, c)
+        out = np.concatenate([h_new, i, f, g, o, c_new], axis=-1)
+        last = np.where(keep, out, last)
+        total += np.sum((out * keep) ** 2)
+    return 0.5 * (total if sequences else np.sum(last**2)) / batch
+
+
+@pytest.mark.parametrize("sequences", [True, False])
+def test_a_loss_on_gate_outputs_reaches_h_and_c(sequences, rng):
+    # The output of a return_gates layer packs h with the gates; a loss on the gates
+    # reaches h_t and c_t through the next step's gates and c_t's own output.
+    x = rng.normal(size=(2, 5, 2)).astype("float32")
+    mask = np.arange(5)[None] < np.array([[5], [3]])
+    x = x * mask[..., None]
+    layer = kgates.LSTM(3, return_sequences=sequences, return_gates=True)
+    model = keras.Sequential([keras.Input((5, 2)), keras.layers.Masking(0.0), layer])
+    weights = list(randomize(layer, rng, scale=0.7).values())
+    flow = kgates.gradient_flow(model, x)[layer.name]
+    eps = 1e-5
+    for state in ("h", "c"):
+        want = np.zeros((2, 5))
+        for t, b in np.ndindex(5, 2):
+            grad = [
+                _packed_loss(weights, np.float64(x), mask, sequences, (state, t, b, u, eps))
+                - _packed_loss(weights, np.float64(x), mask, sequences, (state, t, b, u, -eps))
+                for u in range(3)
+            ]
+            want[b, t] = np.linalg.norm(grad) / (2 * eps)
+        want = (want * mask).sum(axis=0) / mask.sum(axis=0)
+        np.testing.assert_allclose(flow[state], want, rtol=1e-4, atol=1e-8, err_msg=state)

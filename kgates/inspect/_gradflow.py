@@ -4,8 +4,10 @@ The model is run once with a zero tensor added to each traced layer's output,
 which gives dL/dy, the gradient that reaches the layer from above. Then the
 layer's recurrence is unrolled step by step with an equivalent kgates cell
 (same weights) and zero perturbations added to h_t and c_t; the gradient of
-sum_t <dL/dy_t, h_t> with respect to those perturbations is dL/dh_t and dL/dc_t,
-through every path, as backpropagation through time sees it.
+sum_t <dL/dy_t, y_t> with respect to those perturbations is dL/dh_t and dL/dc_t,
+through every path, as backpropagation through time sees it. y_t is the layer's
+step output: h_t, followed by the gates when the layer returns them, so a loss on
+the gates counts as well.
 """
 
 from __future__ import annotations
@@ -70,9 +72,11 @@ class _Patched:
 
 
 def _flow_fn(cell, has_c: bool, zero_output: bool):
-    """sum_t <dL/dy_t, y_t> of an unrolled cell, perturbed by (dh_t, dc_t): y_t is h_t,
-    and at a padded step zeros (`zero_output`) or the h carried over it, as the
-    layer outputs."""
+    """sum_t <dL/dy_t, y_t> of an unrolled cell, perturbed by (dh_t, dc_t). y_t is the
+    step's output (h_t, followed by the gates for a `return_gates` cell, so that a
+    loss on gates is counted too), and at a padded step zeros (`zero_output`) or the
+    output carried over it, as the layer outputs."""
+    units = cell.units
 
     def total(deltas, x, mask, upstream_seq, upstream_last, init):
         dh, dc = deltas
@@ -84,21 +88,28 @@ def _flow_fn(cell, has_c: bool, zero_output: bool):
             ops.transpose(upstream_seq, (1, 0, 2)),
         )
 
-        def step(states, inputs):
+        def step(carry, inputs):
+            states, last = carry[:-1], carry[-1]
             x_t, m_t, dh_t, dc_t, g_t = inputs
             if has_c:  # dL/dc_t: c_t is perturbed before o_t and h_t see it
-                _, new = cell.call(x_t, list(states), c_delta=dc_t)
+                out, new = cell.call(x_t, list(states), c_delta=dc_t)
             else:
-                _, new = cell.call(x_t, list(states))
+                out, new = cell.call(x_t, list(states))
             new = list(new) if isinstance(new, (list, tuple)) else [new]
             new[0] = new[0] + dh_t
+            if cell.return_gates:  # h (perturbed) and the gates, as the layer packs them
+                out = ops.concatenate([new[0], out[:, units:]], axis=-1)
+            else:
+                out = new[0]
             new = [m_t * n + (1.0 - m_t) * s for n, s in zip(new, states)]
+            last = m_t * out + (1.0 - m_t) * last  # the last real step's output
+            y_t = m_t * out if zero_output else last
             # (TensorFlow's scan wants outputs shaped like the carry.)
-            y_t = m_t * new[0] if zero_output else new[0]
-            return new, [g_t * y_t, *(ops.zeros_like(s) for s in new[1:])]
+            return [*new, last], [*(ops.zeros_like(s) for s in new), g_t * y_t]
 
-        final, contributions = ops.scan(step, init, xs)
-        return ops.sum(contributions[0]) + ops.sum(upstream_last * final[0])
+        start = ops.zeros((ops.shape(x)[0], upstream_last.shape[-1]), x.dtype)
+        final, contributions = ops.scan(step, [*init, start], xs)
+        return ops.sum(contributions[-1]) + ops.sum(upstream_last * final[-1])
 
     return total
 
@@ -167,7 +178,10 @@ class GradientFlow:
         else:
             copy_weights(part.cell, cell)
         has_c = isinstance(cell, LSTMCell)
+        upstream = ops.cast(upstream, "float32")
         if part.name not in self._flows:
+            # a packed output (return_gates): the loss may reach the gates as well
+            cell.return_gates = upstream.shape[-1] > cell.units
             zero_output = getattr(part.layer, "zero_output_for_mask", False)
             flow = _flow_fn(cell, has_c, zero_output)
             self._flows[part.name] = compiled_gradient(flow, cell)
@@ -179,11 +193,11 @@ class GradientFlow:
         mask = ops.cast(mask, "float32")
         if backwards:
             x, mask = ops.flip(x, axis=1), ops.flip(mask, axis=1)
-        upstream = ops.cast(upstream, "float32")[..., : cell.units]  # h of a packed output
+        width = upstream.shape[-1]
         if len(upstream.shape) == 3:
-            upstream_seq, upstream_last = upstream, ops.zeros((batch, cell.units), "float32")
+            upstream_seq, upstream_last = upstream, ops.zeros((batch, width), "float32")
         else:
-            upstream_seq, upstream_last = ops.zeros((batch, steps, cell.units), "float32"), upstream
+            upstream_seq, upstream_last = ops.zeros((batch, steps, width), "float32"), upstream
         zeros = [ops.zeros((steps, batch, cell.units), "float32") for _ in range(2)]
         init = carried_state(part.layer, batch)  # as the model
         if init is None:
