@@ -38,3 +38,19 @@ def pairwise(cases: dict) -> list:
         for k, (name, arguments) in enumerate(cases.items())
         for a, b in settings[k % 2]
     ]
+
+
+def encoder_decoder(units=4, steps=(5, 3), features=(3, 2), head=None):
+    """An LSTM encoder whose final states start an LSTM decoder (Keras's seq2seq
+    pattern), with an optional Dense `head` on the decoder's sequence."""
+    import keras
+
+    source = keras.Input((steps[0], features[0]), name="source")
+    target = keras.Input((steps[1], features[1]), name="target")
+    _, h, c = keras.layers.LSTM(units, return_state=True, name="encoder")(source)
+    out = keras.layers.LSTM(units, return_sequences=True, name="decoder")(
+        target, initial_state=[h, c]
+    )
+    if head is not None:
+        out = keras.layers.Dense(head, name="head")(out)
+    return keras.Model([source, target], out)

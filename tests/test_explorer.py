@@ -9,6 +9,7 @@ import re
 import keras
 import numpy as np
 import pytest
+from helpers import encoder_decoder
 
 import kgates
 from kgates.cli import main
@@ -246,3 +247,29 @@ def test_the_sequence_need_not_be_the_models_first_input(rng, tmp_path):
     np.testing.assert_allclose(arrays["inputs"].astype(np.float64), x[1], atol=2e-3)
     shown = embedded(kgates.show(model, x).html)["records"]["kgates.show\n0"]["meta"]
     assert shown["features"] == 3
+
+
+def test_an_encoder_decoder_shows_the_encoders_sequence_and_names_the_decoder(rng, tmp_path):
+    # Two sequences of different lengths: the tab follows the first traced layer's.
+    model = encoder_decoder(head=2)
+    model.compile("adam", "mse")
+    x = [rng.normal(size=(6, 5, 3)), rng.normal(size=(6, 3, 2))]
+    callback = kgates.TensorBoard(
+        str(tmp_path),
+        probe=x,
+        annotations={"late": np.tile(np.arange(5) > 2, (6, 1))},
+        explorer_freq=1,
+        image_freq=1,
+    )
+    model.fit(x, np.zeros((6, 3, 2)), epochs=1, verbose=0, callbacks=[callback])
+    meta, arrays = store_records(logdir_store(str(tmp_path)))["train"][0]
+    assert [layer["name"] for layer in meta["layers"]] == ["encoder"]
+    assert meta["other_steps"] == ["decoder"] and meta["steps"] == 5
+    assert {row["layer"] for row in meta["units_table"]} == {"encoder"}
+    np.testing.assert_allclose(arrays["inputs"].astype(np.float64), x[0], atol=2e-3)
+    with pytest.raises(ValueError, match="another time axis than 'encoder'; pass `layers=`"):
+        kgates.find_units(model, x, {"late": np.tile(np.arange(5) > 2, (6, 1))})
+    units = kgates.find_units(
+        model, x, {"late": np.tile(np.arange(3) > 0, (6, 1))}, layers="decoder"
+    )
+    assert {row["layer"] for row in units.rows["late"]} == {"decoder"}

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from helpers import encoder_decoder
 from reference import randomize, sigmoid
 
 import kgates
@@ -239,3 +240,55 @@ def test_a_loss_on_gate_outputs_reaches_h_and_c(sequences, rng):
             want[b, t] = np.linalg.norm(grad) / (2 * eps)
         want = (want * mask).sum(axis=0) / mask.sum(axis=0)
         np.testing.assert_allclose(flow[state], want, rtol=1e-4, atol=1e-8, err_msg=state)
+
+
+def _seq2seq_loss(encoder, decoder, head, source, target, y, bump=None):
+    """MSE of Dense(decoder(target) from the encoder's final states) in float64; `bump`
+    = (layer, state, t, sample, unit, eps) adds to that layer's h_t or c_t."""
+    h = c = np.zeros((source.shape[0], encoder[1].shape[0]))
+    outputs = []
+    for layer, x, weights in (("encoder", source, encoder), ("decoder", target, decoder)):
+        kernel, recurrent, bias = (np.float64(w) for w in weights)
+        for t in range(x.shape[1]):
+            i, f, g, o = np.split(x[:, t] @ kernel + h @ recurrent + bias, 4, axis=-1)
+            c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+            if bump and bump[:3] == (layer, "c", t):
+                c = c.copy()
+                c[bump[3], bump[4]] += bump[5]
+            h = sigmoid(o) * np.tanh(c)
+            if bump and bump[:3] == (layer, "h", t):
+                h = h.copy()
+                h[bump[3], bump[4]] += bump[5]
+            if layer == "decoder":
+                outputs.append(h @ np.float64(head[0]) + np.float64(head[1]))
+    return np.mean((np.stack(outputs, axis=1) - y) ** 2)
+
+
+def test_an_encoder_gets_the_gradient_its_final_states_pass_on(rng):
+    # Keras's seq2seq: the encoder's sequence is unused, its returned states start the
+    # decoder. The loss reaches the encoder only through them.
+    model = encoder_decoder(units=3, steps=(4, 3), head=2)
+    model.compile("sgd", "mse")
+    source = rng.normal(size=(2, 4, 3))
+    target = rng.normal(size=(2, 3, 2))
+    y = rng.normal(size=(2, 3, 2))
+    weights = [
+        list(randomize(model.get_layer(n), rng, scale=0.7).values())
+        for n in ("encoder", "decoder", "head")
+    ]
+    inputs = [source.astype("float32"), target.astype("float32")]
+    flow = kgates.gradient_flow(model, inputs, y.astype("float32"))
+    eps = 1e-5
+    for layer, steps in (("encoder", 4), ("decoder", 3)):
+        for state in ("h", "c"):
+            want = np.zeros((2, steps))
+            for t, b in np.ndindex(steps, 2):
+                grad = [
+                    _seq2seq_loss(*weights, source, target, y, (layer, state, t, b, u, eps))
+                    - _seq2seq_loss(*weights, source, target, y, (layer, state, t, b, u, -eps))
+                    for u in range(3)
+                ]
+                want[b, t] = np.linalg.norm(grad) / (2 * eps)
+            np.testing.assert_allclose(
+                flow[layer][state], want.mean(axis=0), rtol=1e-4, atol=1e-8, err_msg=layer + state
+            )

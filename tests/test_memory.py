@@ -5,7 +5,7 @@ the later gates (an O(T^2) table, unlike kgates's running products)."""
 import keras
 import numpy as np
 import pytest
-from helpers import ATOL, padded
+from helpers import ATOL, encoder_decoder, padded
 from reference import gru_reference, lstm_reference, randomize
 
 import kgates
@@ -157,3 +157,17 @@ def test_a_stateful_layer_remembers_the_state_it_carries(rng):
     for t in range(4):  # what the steps wrote and what is left of c_3 make c_t
         held = memory.contributions(t).sum(axis=1) + memory.initial(t)
         np.testing.assert_allclose(held, c[:, 4 + t], atol=ATOL)
+
+
+def test_a_decoder_remembers_the_state_its_encoder_passes(rng):
+    model = encoder_decoder()
+    source = rng.normal(size=(2, 5, 3)).astype("float32")
+    target = rng.normal(size=(2, 3, 2)).astype("float32")
+    encoder = lstm_reference(source, randomize(model.get_layer("encoder"), rng), 4)
+    start = (encoder["h"][:, -1], encoder["c"][:, -1])
+    c = lstm_reference(target, randomize(model.get_layer("decoder"), rng), 4, initial=start)["c"]
+    memory = kgates.memory(model, [source, target])["decoder"]
+    np.testing.assert_allclose(memory.initial_state, start[1], atol=ATOL)
+    for t in range(3):  # what the decoder wrote and what is left of the encoder's c
+        held = memory.contributions(t).sum(axis=1) + memory.initial(t)
+        np.testing.assert_allclose(held, c[:, t], atol=ATOL)

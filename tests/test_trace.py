@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from helpers import ATOL, padded, pairwise
+from helpers import ATOL, encoder_decoder, padded, pairwise
 from reference import gru_reference, lstm_reference, npy, randomize
 
 import kgates
@@ -292,3 +292,17 @@ def test_a_stateful_layer_is_traced_from_its_state_and_keeps_it(compiled, rng):
     # a batch of another size cannot take that state: it starts from zeros
     alone = lstm_reference(x[:1, 4:], weights, 4)
     np.testing.assert_allclose(tracer(x[:1, 4:])["lstm"]["c"], alone["c"], atol=ATOL)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_decoder_is_traced_from_the_states_its_encoder_passes(compiled, rng):
+    model = encoder_decoder()
+    source = rng.normal(size=(2, 5, 3)).astype("float32")
+    target = rng.normal(size=(2, 3, 2)).astype("float32")
+    encoder = lstm_reference(source, randomize(model.get_layer("encoder"), rng), 4)
+    start = (encoder["h"][:, -1], encoder["c"][:, -1])
+    want = lstm_reference(target, randomize(model.get_layer("decoder"), rng), 4, initial=start)
+    got = Tracer(model, compiled=compiled)([source, target])
+    for name in want:
+        np.testing.assert_allclose(got["encoder"][name], encoder[name], atol=ATOL, err_msg=name)
+        np.testing.assert_allclose(got["decoder"][name], want[name], atol=ATOL, err_msg=name)

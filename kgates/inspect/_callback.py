@@ -28,6 +28,7 @@ from kgates.inspect._explorer import (
 )
 from kgates.inspect._gradflow import GradientFlow
 from kgates.inspect._probe import check_probe, subsample
+from kgates.inspect._stats import same_steps
 from kgates.inspect._trace import Tracer
 from kgates.inspect._units import rank_units
 
@@ -277,7 +278,9 @@ class TensorBoard(keras.callbacks.TensorBoard):
         n = None if self.annotations else self.explorer_bounds[0]
         mask = None if self.probe_mask is None else self.probe_mask[:n]
         traced = self._tracer(keras.tree.map_structure(lambda a: a[:n], self.probe_x), mask)
-        table = units_rows(rank_units(traced, self.annotations)) if self.annotations else None
+        table = None
+        if self.annotations:  # of the layers along the first one's sequence, as the tab
+            table = units_rows(rank_units(same_steps(traced)[0], self.annotations))
         meta, arrays = explorer_record(
             traced,
             self._backwards,

@@ -25,7 +25,7 @@ from tensorboard.compat.proto.tensor_pb2 import TensorProto
 from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
 from tensorboard.util import tensor_util
 
-from kgates.inspect._stats import has_memory
+from kgates.inspect._stats import has_memory, same_steps
 
 PLUGIN_NAME = "kgates"
 SEQUENCES = 32  # default bounds of one record
@@ -133,7 +133,9 @@ def explorer_record(
     """(meta, arrays) of one explorer record from `kgates.trace`'s output.
 
     Args:
-        traced: `{layer: {key: (batch, time, units) masked array}}`.
+        traced: `{layer: {key: (batch, time, units) masked array}}`; layers that
+            step along another time axis than the first are left out (named in
+            the record's `other_steps`).
         backwards: `{layer: reads the input from its end}`.
         x: the traced inputs (drawn as lines when there are no tokens).
         tokens: one list of tokens per sequence (see `tokens_of`).
@@ -143,6 +145,7 @@ def explorer_record(
     sequences = _bounded("sequences", sequences)
     steps = _bounded("steps", steps)
     units = _bounded("units", units)
+    traced, other = same_steps(traced)  # one sequence's steps: the first layer's
     first = next(iter(next(iter(traced.values())).values()))
     n, t = min(first.shape[0], sequences), min(first.shape[1], steps)
     valid = ~np.ma.getmaskarray(first)[:n, :t, 0]
@@ -187,6 +190,7 @@ def explorer_record(
         "tokens": None if tokens is None else [row[:t] for row in tokens[:n]],
         "features": 0,
         "units_table": units_table or [],
+        "other_steps": other,  # layers left out: they step along another time axis
     }
     if tokens is None and x is not None:
         inputs = np.asarray(x)

@@ -19,7 +19,7 @@ from keras import ops
 from kgates.cells._backend import compiled_gradient
 from kgates.cells._equivalent import copy_weights, equivalent_cell
 from kgates.cells._lstm import LSTMCell
-from kgates.inspect._walk import KeptStates, ModelWalk, RecurrentPart, carried_state
+from kgates.inspect._walk import KeptStates, ModelWalk, RecurrentPart
 
 
 def _loss_fn(model: keras.Model, with_targets: bool):
@@ -38,25 +38,32 @@ def _loss_fn(model: keras.Model, with_targets: bool):
 
 
 class _Patched:
-    """Adds a perturbation to the h output of each traced layer while active."""
+    """Adds a perturbation to every output of each traced layer while active: its
+    output (each entry of a `GatedRNN`'s dict) and the final states it returns."""
 
     def __init__(self, parts: list[RecurrentPart]):
         self.parts = parts
         self.deltas = {}
-        self.shapes = {}
+        self.shapes = {}  # part name: the shapes of its outputs, output first
+        self.keys = {}  # part name: the keys of a dict output, in packed order
 
     def _call(self, part, original):
         def call(*args, **kwargs):
             out = original(*args, **kwargs)
-            first = out[0] if isinstance(out, (list, tuple)) else out
-            h = first["h"] if isinstance(first, dict) else first
-            self.shapes[part.name] = tuple(h.shape)
-            delta = self.deltas.get(part.name)
-            if delta is None:
+            many = isinstance(out, (list, tuple))
+            first, states = (out[0], list(out[1:])) if many else (out, [])
+            keys = ("h", *part.cell.gate_names) if isinstance(first, dict) else ()
+            values = [first[k] for k in keys] if keys else [first]
+            values += states
+            self.shapes[part.name] = [tuple(v.shape) for v in values]
+            self.keys[part.name] = keys
+            deltas = self.deltas.get(part.name)
+            if deltas is None:
                 return out
-            h = h + ops.cast(delta, h.dtype)
-            first = {**first, "h": h} if isinstance(first, dict) else h
-            return [first, *out[1:]] if isinstance(out, (list, tuple)) else first
+            values = [v + ops.cast(d, v.dtype) for v, d in zip(values, deltas)]
+            count = max(len(keys), 1)
+            first = {**first, **dict(zip(keys, values))} if keys else values[0]
+            return [first, *values[count:]] if many else first
 
         return call
 
@@ -78,7 +85,7 @@ def _flow_fn(cell, has_c: bool, zero_output: bool):
     output carried over it, as the layer outputs."""
     units = cell.units
 
-    def total(deltas, x, mask, upstream_seq, upstream_last, init):
+    def total(deltas, x, mask, upstream_seq, upstream_last, upstream_states, init):
         dh, dc = deltas
         xs = (
             ops.transpose(x, (1, 0, 2)),
@@ -109,9 +116,16 @@ def _flow_fn(cell, has_c: bool, zero_output: bool):
 
         start = ops.zeros((ops.shape(x)[0], upstream_last.shape[-1]), x.dtype)
         final, contributions = ops.scan(step, [*init, start], xs)
-        return ops.sum(contributions[-1]) + ops.sum(upstream_last * final[-1])
+        ends = sum(ops.sum(g * s) for g, s in zip(upstream_states, final[:-1]))  # return_state
+        return ops.sum(contributions[-1]) + ops.sum(upstream_last * final[-1]) + ends
 
     return total
+
+
+def _chunks(values: list, sizes: list[int]) -> list[list]:
+    """`values` cut into consecutive runs of `sizes`."""
+    ends = np.cumsum([0, *sizes])
+    return [values[a:b] for a, b in zip(ends[:-1], ends[1:])]
 
 
 def _state_sizes(cell) -> list[int]:
@@ -148,7 +162,8 @@ class GradientFlow:
         self._flows = {}
 
     def upstream(self, x, y=None) -> dict:
-        """dL/d(output) of every traced layer, in the layer's own output layout."""
+        """dL/d(output) of every traced layer: `(output, [state, ...])`, the output
+        in the layer's packed layout (h, then any gates), then each returned state."""
         parts = self.walk.parts
         names = [p.name for p in parts]
         loss_fn = _loss_fn(self.model, y is not None)
@@ -158,26 +173,35 @@ class GradientFlow:
             if key not in self._upstream:
                 with KeptStates(self.model):
                     self.model(x)  # records the output shapes
+                shapes = dict(patch.shapes)
 
                 def loss(deltas, x, *y):
-                    patch.deltas.update(zip(names, deltas))
+                    for n, chunk in zip(names, _chunks(deltas, [len(shapes[n]) for n in names])):
+                        patch.deltas[n] = chunk
                     return loss_fn(self.model(x), *y)
 
-                self._upstream[key] = (compiled_gradient(loss, self.model), dict(patch.shapes))
+                self._upstream[key] = (compiled_gradient(loss, self.model), shapes)
             grad, shapes = self._upstream[key]
-            zeros = [ops.zeros(shapes[n], "float32") for n in names]
+            zeros = [ops.zeros(shape, "float32") for n in names for shape in shapes[n]]
             with KeptStates(self.model):  # runs the model: stateful layers move on
                 grads = grad(zeros, x) if y is None else grad(zeros, x, y)
-        return dict(zip(names, grads))
+        result = {}
+        for n, chunk in zip(names, _chunks(list(grads), [len(shapes[n]) for n in names])):
+            count = max(len(patch.keys[n]), 1)
+            result[n] = (ops.concatenate(chunk[:count], axis=-1), chunk[count:])
+        return result
 
-    def part(self, part: RecurrentPart, x, mask, upstream) -> dict:
-        """Mean over samples of ||dL/dh_t|| (and ||dL/dc_t||), in input time order."""
+    def part(self, part: RecurrentPart, x, mask, upstream, init=None) -> dict:
+        """Mean over samples of ||dL/dh_t|| (and ||dL/dc_t||), in input time order;
+        `upstream` as `GradientFlow.upstream` gives it, `init` the states the layer
+        starts from (default zeros)."""
         cell = self._cells.get(part.name)
         if cell is None:
             cell = self._cells[part.name] = equivalent_cell(part.cell)
         else:
             copy_weights(part.cell, cell)
         has_c = isinstance(cell, LSTMCell)
+        upstream, upstream_states = upstream
         upstream = ops.cast(upstream, "float32")
         if part.name not in self._flows:
             # a packed output (return_gates): the loss may reach the gates as well
@@ -199,11 +223,13 @@ class GradientFlow:
         else:
             upstream_seq, upstream_last = ops.zeros((batch, steps, width), "float32"), upstream
         zeros = [ops.zeros((steps, batch, cell.units), "float32") for _ in range(2)]
-        init = carried_state(part.layer, batch)  # as the model
         if init is None:
             init = [ops.zeros((batch, size), "float32") for size in _state_sizes(cell)]
         init = [ops.cast(s, "float32") for s in init]
-        grads = self._flows[part.name](zeros, x, mask, upstream_seq, upstream_last, init)
+        finals = [ops.cast(g, "float32") for g in upstream_states] or [
+            ops.zeros_like(s) for s in init
+        ]
+        grads = self._flows[part.name](zeros, x, mask, upstream_seq, upstream_last, finals, init)
         valid = ops.convert_to_numpy(mask) > 0.5
         count = np.maximum(valid.sum(axis=0), 1)
         result = {}
@@ -225,6 +251,7 @@ class GradientFlow:
         mask = self.walk.check_mask(mask, x, "kgates.gradient_flow")
         inputs, mask = self.walk.layer_inputs(x, mask)
         upstream = self.upstream(x, y)
+        starts = self.walk.initial_states(x)  # as the model
         flows = {}
         for part in self.walk.parts:
             xs = inputs[part.name]
@@ -233,7 +260,7 @@ class GradientFlow:
                     f"kgates.gradient_flow: argument `mask` has {mask.shape[1]} steps, but "
                     f"layer {part.name!r} sees {xs.shape[1]}."
                 )
-            flows[part.name] = self.part(part, xs, mask, upstream[part.name])
+            flows[part.name] = self.part(part, xs, mask, upstream[part.name], starts.get(part.name))
         return flows
 
 

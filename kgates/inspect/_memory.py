@@ -20,7 +20,6 @@ from keras import ops
 
 from kgates.inspect._stats import has_memory, keep_and_write
 from kgates.inspect._trace import Tracer
-from kgates.inspect._walk import carried_state
 
 
 class Memory:
@@ -176,8 +175,9 @@ def memory(model: keras.Model, x, mask=None, layers=None) -> dict[str, Memory]:
 
     Works on the model as it is: stock `keras.layers.LSTM`/`GRU` layers and kgates
     cells and variants (a pinned gate is its constant), stacked or Bidirectional,
-    on every backend. Padded steps (masked) write nothing. A stateful layer starts
-    from the state it carries (`Memory.initial_state`), as in `kgates.trace`.
+    on every backend. Padded steps (masked) write nothing. A layer starts from the
+    states the model passes it (`initial_state=`, e.g. an encoder's), or a stateful
+    layer from the state it carries (`Memory.initial_state`), as in `kgates.trace`.
 
     Args:
         model: a functional or Sequential Keras model built on `keras.Input`.
@@ -198,14 +198,14 @@ def memory(model: keras.Model, x, mask=None, layers=None) -> dict[str, Memory]:
     """
     tracer = Tracer(model, layers, compiled=False)
     traced = tracer(x, mask)
-    batch = keras.tree.flatten(x)[0].shape[0]
+    starts = tracer.walk.initial_states(tracer.walk.check_inputs(x, "kgates.memory"))
     result, plain = {}, []
     for part in tracer.parts:
         gates = traced[part.name]
         if not has_memory(gates):  # a SimpleRNN
             plain.append(part.name)
             continue
-        initial = carried_state(part.layer, batch)  # h, then c for an LSTM
+        initial = starts.get(part.name)  # h, then c for an LSTM
         if initial is not None:
             initial = ops.convert_to_numpy(initial[1 if "c" in gates else 0])
         result[part.name] = Memory.from_gates(gates, part.layer.go_backwards, initial)

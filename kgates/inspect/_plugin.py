@@ -338,9 +338,10 @@ def show(
             raise ValueError(f"kgates.show: {str(error).replace('probe_text', 'text')}") from None
     table = None
     if annotations:
+        from kgates.inspect._stats import same_steps
         from kgates.inspect._units import rank_units
 
-        table = units_rows(rank_units(traced, annotations))
+        table = units_rows(rank_units(same_steps(traced)[0], annotations))
     backwards = {p.name: p.layer.go_backwards for p in tracer.parts}
     meta, arrays = explorer_record(traced, backwards, first, tokens, table, sequences, steps, units)
     return Explorer(explorer_html({"kgates.show": {0: (meta, arrays)}}))

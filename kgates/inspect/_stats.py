@@ -72,3 +72,16 @@ def gate_statistics(gates: dict) -> dict:
         stats["forget_closed"] = forget_closed(gates["f"])
     stats["nonfinite"] = nonfinite
     return stats
+
+
+def same_steps(traced: dict) -> tuple[dict, list[str]]:
+    """The traced layers that step along the first one's time axis (its sequence, as
+    per-step annotations and the Gates tab follow it), and the names of the others
+    (an encoder's decoder, a layer after pooling)."""
+
+    def steps(gates):
+        return next(iter(gates.values())).shape[1]
+
+    first = steps(next(iter(traced.values())))
+    kept = {name: gates for name, gates in traced.items() if steps(gates) == first}
+    return kept, [name for name in traced if name not in kept]

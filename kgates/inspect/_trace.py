@@ -45,8 +45,8 @@ class PartGates(keras.layers.Layer):
         self.state_only = isinstance(self.source, keras.layers.SimpleRNNCell)
         self.supports_masking = True
 
-    def call(self, x, mask=None):
-        packed = ops.cast(self.rnn(x, mask=mask), "float32")
+    def call(self, x, mask=None, initial_state=None):
+        packed = ops.cast(self.rnn(x, initial_state=initial_state, mask=mask), "float32")
         if self.backwards:  # the twin's outputs are in processing order
             packed = ops.flip(packed, axis=1)
         if mask is None:
@@ -67,7 +67,7 @@ class PartGates(keras.layers.Layer):
             for state, value in zip(self.rnn.states, self.source_layer.states):
                 state.assign(ops.copy(value))
 
-    def compute_output_spec(self, x, mask=None):
+    def compute_output_spec(self, x, mask=None, initial_state=None):
         return {
             "packed": keras.KerasTensor((*x.shape[:2], self.rnn.cell.output_size), "float32"),
             "_valid": keras.KerasTensor(tuple(x.shape[:2]), "float32"),
@@ -144,7 +144,7 @@ class Tracer:
             outputs = {}
             for part in self.parts:
                 x = part.sequence_input
-                kwargs = {}
+                kwargs = {"initial_state": part.initial_state}  # as the model's
                 if mask is not None and x.shape[1] in (None, steps):
                     kwargs["mask"] = mask
                 traced = self._twins(carry)[part.name](x, **kwargs)
@@ -234,8 +234,10 @@ def trace(model: keras.Model, x, mask=None, layers=None) -> dict:
         time, units)` in the input's time order (also for `go_backwards`);
         padded steps are masked. A `Bidirectional` layer gives
         `"{name}/forward"` and `"{name}/backward"`; a `SimpleRNN` only `"h"`. A
-        stateful layer starts from the state it carries (and keeps it) where `x`
-        has as many sequences as that state, else from zeros.
+        layer starts from the states the model passes it (`initial_state=`, as
+        an encoder's final states start a decoder); a stateful layer from the
+        state it carries (and keeps it) where `x` has as many sequences as that
+        state; others from zeros.
 
     Example:
 

@@ -9,6 +9,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from kgates.inspect._stats import same_steps
 from kgates.inspect._trace import trace
 
 
@@ -142,6 +143,14 @@ def find_units(
 
 def rank_units(traced: dict, annotations: dict, held_out: float = 0.25, seed: int = 0) -> Units:
     """`find_units` on gates already traced (`kgates.trace`'s output)."""
+    _, other = same_steps(traced)
+    if other:
+        first = next(iter(traced))
+        raise ValueError(
+            f"kgates.find_units: annotations follow the steps of one sequence, but {other} "
+            f"step along another time axis than {first!r}; pass `layers=` to choose "
+            "layers that read the same sequence."
+        )
     first = next(iter(next(iter(traced.values())).values()))
     batch_steps = first.shape[:2]
     valid = ~np.ma.getmaskarray(first)[..., 0]

@@ -31,6 +31,25 @@ class RecurrentPart:
         value = self.wrapper.input
         return value[0] if isinstance(value, (list, tuple)) else value
 
+    @property
+    def initial_state(self) -> list | None:
+        """The symbolic states the model starts the part from (`initial_state=`, as an
+        encoder's final states start a decoder), or None."""
+        nodes = getattr(self.wrapper, "_inbound_nodes", None)
+        if not nodes:
+            return None
+        arguments = nodes[0].arguments
+        states = arguments.kwargs.get("initial_state")
+        if states is None and len(arguments.args) > 1:
+            states = arguments.args[1]
+        if states is None:
+            return None
+        states = keras.tree.flatten(states)
+        if self.wrapper is not self.layer:  # Bidirectional: forward's, then backward's
+            half = len(states) // 2
+            states = states[:half] if self.layer is self.wrapper.forward_layer else states[half:]
+        return states
+
 
 def _supported(layer: keras.layers.RNN) -> bool:
     return isinstance(layer.cell, (GatedCellMixin, *STOCK_CELLS))
@@ -143,6 +162,7 @@ class ModelWalk:
             or (isinstance(layer, keras.layers.Embedding) and layer.mask_zero)
         ]
         self._features = None
+        self._starts = None  # the model of the parts' given initial states
         self._sequence_index = None  # of `sequence_of`, found on first use
 
     @property
@@ -228,6 +248,28 @@ class ModelWalk:
         if mask is not None:
             mask = ops.convert_to_tensor(ops.convert_to_numpy(mask).astype(bool))
         return {p.name: by_wrapper[p.wrapper] for p in self.parts}, mask
+
+    def initial_states(self, x) -> dict:
+        """`{part name: [state, ...]}`, where each part's recurrence starts for the batch
+        `x`: the states the model passes it (`initial_state=`), else those a stateful
+        layer carries (for a batch of its size). Parts starting from zeros are left out."""
+        given = [p for p in self.parts if p.initial_state is not None]
+        starts = {}
+        if given:
+            if self._starts is None:
+                flat = [s for p in given for s in p.initial_state]
+                self._starts = keras.Model(self.structure, flat)
+            with KeptStates(self.model):
+                values = keras.tree.flatten(self._starts(x))
+            for part in given:
+                count = len(part.initial_state)
+                starts[part.name], values = values[:count], values[count:]
+        batch = keras.tree.flatten(x)[0].shape[0]
+        for part in self.parts:
+            state = None if part.name in starts else carried_state(part.layer, batch)
+            if state is not None:
+                starts[part.name] = state
+        return starts
 
 
 def carried_state(layer, batch: int) -> list | None:

@@ -301,10 +301,12 @@ export async function mount(root, source) {
     el("div", { class: "bar" }, "Show ", layerSelect, keySelect, " unit ", unitInput, addButton, chips),
   );
   const seqView = el("div", { class: "seq", id: "sequence-view" });
+  const otherSteps = el("div", { class: "hint", id: "other-steps" });
   app.append(
     el("section", { id: "view-sequence" },
       el("h3", {}, "Sequence"),
       el("div", { class: "hint" }, "Drag across the tokens to select steps; click a step for its memory; hover for every gate."),
+      otherSteps,
       seqView),
   );
 
@@ -335,6 +337,10 @@ export async function mount(root, source) {
     state.arrays = new Map();
     const meta = state.meta;
     layerSelect.replaceChildren(...meta.layers.map((l) => el("option", { value: l.name }, l.name)));
+    const other = meta.other_steps || [];  // records written before it have none
+    otherSteps.textContent = other.length
+      ? `Not shown: ${other.join(", ")}, stepping along another sequence than ${meta.layers[0].name} (pass layers= to show them).`
+      : "";
     patternSelect.replaceChildren(
       ...meta.layers.flatMap((l) => l.keys.map((k) => el("option", { value: `${l.name}\n${k}` }, `${l.name} ${k}`))),
     );
