@@ -292,3 +292,17 @@ def test_an_encoder_gets_the_gradient_its_final_states_pass_on(rng):
             np.testing.assert_allclose(
                 flow[layer][state], want.mean(axis=0), rtol=1e-4, atol=1e-8, err_msg=layer + state
             )
+
+
+def test_a_gated_rnns_dict_counts_as_the_packed_output(rng):
+    # GatedRNN returns the packed output split by name: the same loss, the same flow.
+    x = rng.normal(size=(3, 5, 2)).astype("float32")
+    packed = kgates.LSTM(3, return_sequences=True, return_gates=True)
+    split = kgates.GatedRNN(kgates.LSTMCell(3), return_sequences=True)
+    flows = []
+    for layer in (packed, split):
+        model = keras.Sequential([keras.Input((5, 2)), layer])
+        layer.set_weights(packed.get_weights())
+        flows.append(kgates.gradient_flow(model, x)[layer.name])
+    for state in ("h", "c"):
+        np.testing.assert_allclose(flows[1][state], flows[0][state], rtol=1e-5, err_msg=state)
