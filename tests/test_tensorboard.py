@@ -255,8 +255,8 @@ x = np.random.rand(32, 10, 3).astype("float32")
 y = np.random.rand(32, 1).astype("float32")
 model = keras.Sequential([keras.Input((10, 3)), keras.layers.LSTM(4), keras.layers.Dense(1)])
 model.compile("adam", "mse")
-board = kgates.TensorBoard(sys.argv[1], probe=(x[:8], y[:8]))
-model.fit(x, y, epochs=2, verbose=0, callbacks=[board])
+board = kgates.TensorBoard(sys.argv[1], probe=(x[:8], y[:8]), update_freq=2)
+model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[board])
 loaded = [k for k, v in sys.modules.items() if k.startswith("tensorflow") and v is not None]
 print("tensorflow loaded:", bool(loaded))
 """
@@ -271,6 +271,9 @@ def test_logging_works_without_tensorflow(tmp_path):
     tags = read_events(str(tmp_path), "train").Tags()
     assert {"gates/lstm/f", "gates/lstm/c"} <= set(tags["histograms"])
     assert "epoch_loss" in tags["scalars"]  # Keras's own logs, through kgates's writer
+    # update_freq=2: every second of the 2 x 4 batches, as tf.summary.record_if has it
+    steps = [e.step for e in read_events(str(tmp_path), "train").Scalars("batch_loss")]
+    assert steps == [2, 4, 6, 8]
     assert "gradient_flow/lstm" in tags["images"]
 
 

@@ -123,12 +123,13 @@ class NumpySummary:
     def __init__(self):
         self._default = None
         self._step = None
+        self._condition = True  # `record_if`'s
 
     def create_file_writer(self, logdir: str) -> _DefaultWriter:
         return _DefaultWriter(self, EventWriter(logdir))
 
     def _target(self, step):
-        if self._default is None:
+        if self._default is None or not self._recording():
             return None, None
         step = self._step if step is None else step
         return self._default, int(_to_numpy(step)) if step is not None else 0
@@ -154,9 +155,20 @@ class NumpySummary:
             tag = name if k == 0 else f"{name}/{k}"
             writer.image(tag, png_bytes(image), image.shape[0], image.shape[1], step)
 
+    def _recording(self) -> bool:
+        """Whether `record_if`'s condition holds now (Keras's `update_freq`)."""
+        condition = self._condition
+        if callable(condition):
+            condition = condition()
+        return bool(_to_numpy(condition))
+
     @contextlib.contextmanager
     def record_if(self, condition):
-        yield
+        previous, self._condition = self._condition, condition
+        try:
+            yield
+        finally:
+            self._condition = previous
 
     def graph(self, *args, **kwargs):
         pass
