@@ -126,8 +126,8 @@ def serve(logdir: str, port: int) -> int:
     board = program.TensorBoard()
     board.configure(
         argv=[None, "--logdir", logdir, "--host", "127.0.0.1", "--port", str(port)]
-        # every explorer record, not TensorBoard's default 10 per run
-        + ["--samples_per_plugin", "kgates=1000"]
+        # every explorer record (0: keep all), not TensorBoard's default 10 per run
+        + ["--samples_per_plugin", "kgates=0"]
     )
     try:
         url = board.launch()
