@@ -270,3 +270,51 @@ def test_the_pages_memory_equals_kgates_memory_both_ways(browser, trained, tmp_p
         )
         np.testing.assert_allclose(terms, memory.contributions(t)[sequence, :, unit], atol=1e-12)
         assert span == pytest.approx(float(memory.span[sequence, t, unit]), abs=1e-12)
+
+
+def test_a_diverged_run_and_a_run_of_other_size_load_cleanly(browser, tmp_path):
+    # A model whose gates are NaN (diverged) and runs whose layer differs in size (trials
+    # of a search): the page loads each, and what was chosen fits the record shown.
+    from kgates.inspect._explorer import explorer_record
+    from kgates.inspect._plugin import explorer_html
+
+    x = np.random.default_rng(0).normal(size=(4, 12, 3))
+    records = {}
+    for run, units in (("diverged", 2), ("wide", 8)):
+        model = keras.Sequential([keras.Input((12, 3)), keras.layers.LSTM(units, name="lstm")])
+        if run == "diverged":
+            kernel = model.layers[0].get_weights()
+            kernel[0][0] = np.nan
+            model.layers[0].set_weights(kernel)
+        records[run] = {0: explorer_record(kgates.trace(model, x), x=x)}
+    page = tmp_path / "gates.html"
+    page.write_text(explorer_html(records))
+    browser.get(page.as_uri())
+    wait_for(browser, "return window.kgates && window.kgates.ready")
+    browser.execute_script(
+        "window.errors = []; addEventListener('error', (e) => errors.push(e.message));"
+        "addEventListener('unhandledrejection', (e) => errors.push(String(e.reason)));"
+    )
+    assert browser.execute_script("return window.kgates.state.run") == "diverged"
+
+    def show(run):
+        browser.execute_script(
+            "const s = document.getElementById('run'); s.value = arguments[0];"
+            "s.dispatchEvent(new Event('change'));",
+            run,
+        )
+        wait_for(browser, f"return window.kgates.state.run === {run!r} && window.kgates.state.meta")
+
+    show("wide")
+    browser.execute_script(
+        "window.kgates.state.tracks = [0, 5, 7].map((unit) => ({layer: 'lstm', key: 'c', unit}));"
+    )
+    select_and_match(browser, 0.0, 2, 9)
+    show("diverged")
+    state = browser.execute_script(
+        "const s = window.kgates.state; return [s.tracks, s.selection, s.pattern, errors];"
+    )
+    tracks, selection, pattern, errors = state
+    assert errors == []
+    assert tracks == [{"layer": "lstm", "key": "c", "unit": 0}]  # units 5, 7: not here
+    assert selection == {"seq": 0, "start": 2, "end": 9} and pattern is None

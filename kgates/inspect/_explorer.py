@@ -160,13 +160,7 @@ def explorer_record(
             data = np.where(valid[..., None], data, np.float16(0))
             arrays[f"{name}/{key}"] = data
             keys.append(key)
-            real = data[valid].astype(np.float32)  # (real steps, units)
-            q = (
-                np.quantile(real, QUANTILES, axis=0).T
-                if len(real)
-                else np.zeros((kept, len(QUANTILES)))
-            )
-            quantiles[key] = np.round(q, 4).tolist()
+            quantiles[key] = _unit_quantiles(data[valid].astype(np.float32), kept)
         kind = None
         if has_memory(gates):
             kind = "lstm" if "c" in gates else "gru"
@@ -204,9 +198,33 @@ def explorer_record(
     return meta, arrays
 
 
+def _unit_quantiles(real: np.ndarray, units: int) -> list:
+    """Each unit's `QUANTILES` over its finite values at real steps `(steps, units)`;
+    None where it has none (a diverged model's NaN and inf are left out)."""
+    quantiles = np.full((units, len(QUANTILES)), np.nan)
+    finite = np.isfinite(real)
+    for unit in range(units):
+        values = real[finite[:, unit], unit]
+        if len(values):
+            quantiles[unit] = np.quantile(values, QUANTILES)
+    return finite_json(np.round(quantiles, 4).tolist())
+
+
+def finite_json(value):
+    """`value` (dicts, lists, numbers) with NaN and inf as None: strict JSON."""
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def record_summary(meta: dict, arrays: dict) -> Summary:
     """The tensor summaries (plugin `kgates`) of one explorer record."""
-    values = [_plugin_value("explorer/meta", np.array(json.dumps(meta).encode(), dtype=object))]
+    meta = json.dumps(finite_json(meta), allow_nan=False)
+    values = [_plugin_value("explorer/meta", np.array(meta.encode(), dtype=object))]
     values += [_plugin_value(f"explorer/{name}", array) for name, array in arrays.items()]
     return Summary(value=values)
 

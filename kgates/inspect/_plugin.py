@@ -29,6 +29,7 @@ from kgates.inspect._explorer import (
     UNITS,
     explorer_record,
     find_matches,
+    finite_json,
     pattern_units,
     tokens_of,
     units_rows,
@@ -237,7 +238,7 @@ def store_records(store: RecordStore, last_only: bool = False) -> dict:
 
 def explorer_html(records: dict, title: str = "kgates: gates") -> str:
     """One self-contained HTML page (the explorer and its data; no network)."""
-    data = json.dumps(payload_of(records)).replace("</", "<\\/")
+    data = json.dumps(finite_json(payload_of(records)), allow_nan=False).replace("</", "<\\/")
     script = front_end().replace("</script", "<\\/script")
     return (
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"

@@ -72,6 +72,9 @@ export function patternUnits(values, T, U, seq, start, end, threshold) {
   return units;
 }
 
+// a number to 3 decimals; "–" for what a diverged model leaves (null, NaN, inf)
+const fixed = (v) => (Number.isFinite(v) ? v.toFixed(3) : "–");
+
 export function findMatches(values, valid, N, T, U, units, threshold, length, exclude, limit = 50) {
   const found = [];
   if (!units.length) return found;
@@ -344,10 +347,19 @@ export async function mount(root, source) {
     patternSelect.replaceChildren(
       ...meta.layers.flatMap((l) => l.keys.map((k) => el("option", { value: `${l.name}\n${k}` }, `${l.name} ${k}`))),
     );
-    const known = state.tracks.filter((t) => layerOf(t.layer) && layerOf(t.layer).keys.includes(t.key));
+    // what was chosen on another record stays where this one has it (a trial of
+    // another size, another run's layers): tracks, the selection, the pattern, the step
+    const has = (t) => layerOf(t.layer)?.keys.includes(t.key) && t.unit < layerOf(t.layer).units;
+    const known = state.tracks.filter(has);
     state.tracks = known.length ? known : await defaultTracks();
     state.focus = Math.min(state.focus, state.tracks.length - 1);
-    if (!patternSelect.dataset.chosen) {
+    const sel = state.selection;
+    if (sel && (sel.seq >= meta.sequences || sel.end >= meta.steps)) state.selection = null;
+    if (state.now !== null && state.now >= meta.steps) state.now = null;
+    state.pattern = null; // found again by Match, on this record
+    const chosen = [...patternSelect.options].some((o) => o.value === patternSelect.dataset.value);
+    if (chosen) patternSelect.value = patternSelect.dataset.value;
+    else {
       const first = meta.layers[0];
       const key = first.keys.includes("c") ? "c" : "h";
       patternSelect.value = `${first.name}\n${key}`;
@@ -389,21 +401,22 @@ export async function mount(root, source) {
     const [name, key] = patternSelect.value.split("\n");
     const per = layerOf(name).quantiles[key];
     const levels = state.meta.quantile_levels;
-    const median = (j) => {
-      const col = per.map((q) => q[j]).sort((a, b) => a - b);
-      return col[Math.floor(col.length / 2)];
+    const median = (j) => {  // over the units with finite values (null: none has)
+      const col = per.map((q) => q[j]).filter(Number.isFinite).sort((a, b) => a - b);
+      return col.length ? col[Math.floor(col.length / 2)] : null;
     };
-    if (!threshold.dataset.chosen) threshold.value = median(2).toFixed(3); // q90
+    if (!threshold.dataset.chosen && median(2) !== null) threshold.value = median(2).toFixed(3); // q90
     quantiles.replaceChildren(`Per-unit quantiles of ${name} ${key} (median over units; click to use): `);
     levels.forEach((level, j) => {
       const v = median(j);
+      if (v === null) return;
       quantiles.append(
         el("span", { class: "q", onclick: () => { threshold.value = v; threshold.dataset.chosen = "1"; runMatch(); } }, `q${Math.round(level * 100)} ${v.toFixed(3)}`),
       );
     });
     if (state.selection) {
       const units = state.pattern || [];
-      const info = units.slice(0, 12).map((u) => `unit ${u}: q90 ${per[u][2].toFixed(3)}`);
+      const info = units.slice(0, 12).map((u) => `unit ${u}: q90 ${fixed(per[u]?.[2])}`);
       if (info.length) quantiles.append(el("div", {}, "Pattern units — ", info.join(", ")));
     }
   }
@@ -702,9 +715,9 @@ export async function mount(root, source) {
           },
           el("td", {}, `${row.annotation} (${row.kind})`),
           el("td", {}, `${row.layer} ${row.key}[${row.unit}]`),
-          el("td", {}, row.r.toFixed(3)),
-          el("td", {}, row.probe.toFixed(3)),
-          el("td", {}, row.chance.toFixed(3))))));
+          el("td", {}, fixed(row.r)),
+          el("td", {}, fixed(row.probe)),
+          el("td", {}, fixed(row.chance))))));
   }
 
   // ---- wiring
@@ -735,7 +748,7 @@ export async function mount(root, source) {
     state.tracks.push({ layer: layer.name, key: keySelect.value, unit });
     await renderSequence();
   });
-  patternSelect.addEventListener("change", () => { patternSelect.dataset.chosen = "1"; runMatch(); });
+  patternSelect.addEventListener("change", () => { patternSelect.dataset.value = patternSelect.value; runMatch(); });
   threshold.addEventListener("change", () => { threshold.dataset.chosen = "1"; runMatch(); });
   matchButton.addEventListener("click", runMatch);
   await chooseRun();
