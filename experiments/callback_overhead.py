@@ -140,22 +140,24 @@ def main(argv=None) -> dict:
     totals = {name: float(np.median([sum(run) for run in t])) for name, t in times.items()}
     overhead = median["kgates.TensorBoard"] / median["keras.TensorBoard"] - 1.0
     total = totals["kgates.TensorBoard"] / totals["keras.TensorBoard"] - 1.0
-    epochs = len(WORK["dashboards"])
-    runs_count = size["rounds"]
-    # The first dashboard of each run compiles the tracing and gradient functions.
-    # Explorer records (epoch 0 and the last, at the default explorer_freq=10) are
-    # counted apart: per record, and spread over explorer_freq dashboards.
+    rounds = max(size["rounds"], 1)
+    epochs = size["epochs"] * rounds  # epochs trained, over which drawing is spread
+    # Each run logs a dashboard per epoch, then at the end of training the last epoch's
+    # images and explorer record (one more call). The first dashboard of each run
+    # compiles the tracing and gradient functions. Explorer records (the first and
+    # that last call, at the default explorer_freq=10) are counted apart: per record,
+    # and spread over explorer_freq dashboards.
+    per_run = len(WORK["dashboards"]) // rounds
     records = WORK["explorer"]
     record_s = float(np.median(records)) if records else 0.0
-    per_run = len(records) // max(size["rounds"], 1)
     plain = [
-        t - (record_s if (k % size["epochs"] in (0, size["epochs"] - 1) and per_run) else 0)
+        t - (record_s if (k % per_run in (0, per_run - 1) and records) else 0)
         for k, t in enumerate(WORK["dashboards"])
     ]
-    steady = [t for k, t in enumerate(plain) if k % size["epochs"] != 0]
+    steady = [t for k, t in enumerate(plain) if 0 < k % per_run < size["epochs"]]
     added = (np.median(steady) if steady else 0.0) + sum(WORK["drawing"]) / epochs
     work = float(added / median["keras.TensorBoard"])
-    compile_s = float(np.median(WORK["dashboards"][:: size["epochs"]]))
+    compile_s = float(np.median(plain[::per_run]))
     result = {
         "backend": keras.backend.backend(),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
@@ -171,7 +173,8 @@ def main(argv=None) -> dict:
         "explorer_record_s": record_s,
         "explorer_record_share_of_epoch": record_s / median["keras.TensorBoard"],
         "explorer_share_per_epoch_at_freq_10": record_s / 10 / median["keras.TensorBoard"],
-        "runs": runs_count,
+        "runs": rounds,
+        "work_s": {k: list(v) for k, v in WORK.items()},  # every timing, for a re-analysis
     }
     print(f"backend {result['backend']}, sizes {size}")
     for name in runs:

@@ -1,6 +1,6 @@
 """NumPy float64 reference implementations of the kgates cells.
 
-Written from the equations in DESIGN.md and the documented weight layout
+Written from the LSTM and GRU equations and the documented weight layout
 (kernel columns hold the weighted gates in the order i, f, g, o for LSTM and
 z, r, g for GRU), independently of Keras. Masked steps carry the state and
 output zeros.

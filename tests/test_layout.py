@@ -1,4 +1,4 @@
-"""The package's shape (DESIGN.md §7): three tiers importing only downwards, backend
+"""The package's shape: three tiers importing only downwards, backend
 checks in one module, short modules, and a light `import kgates`."""
 
 import ast

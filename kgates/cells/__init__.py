@@ -1,2 +1,2 @@
 """Tier 1: the gated cells and layers, their variants, and the exact recomputation of
-gates (DESIGN.md §1-4). Public names are exported flat from `kgates`."""
+gates. Public names are exported flat from `kgates`."""

@@ -20,7 +20,7 @@ def equivalent_cell(cell, build: bool = True) -> GatedCellMixin:
 
     A kgates cell gives a copy without `return_gates`; Keras's `LSTMCell` and
     `GRUCell` their kgates twins; a `SimpleRNNCell` a GRU with r = 1 and z = 0,
-    which is a plain RNN with the candidate's weights (DESIGN.md §1).
+    which is a plain RNN with the candidate's weights.
     """
     if isinstance(cell, GatedCellMixin):
         clone = type(cell).from_config({**cell.get_config(), "return_gates": False})

@@ -3,7 +3,7 @@
 h comes from the backend's fused kernel (cuDNN where the backend and device
 allow it). When gates are asked for, they are recomputed exactly and in
 parallel from (x, h): one batched matmul over all B*T rows, and a scan for the
-LSTM's cell state (DESIGN.md §4). Where no fused kernel runs (a CPU, or
+LSTM's cell state. Where no fused kernel runs (a CPU, or
 options the kernel cannot do), the kgates cell steps and returns its gates as
 it goes.
 """

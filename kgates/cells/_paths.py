@@ -37,7 +37,7 @@ def choose_path(
     - "step": the kgates cell steps through `keras.layers.RNN`'s loop,
       returning its gates as it goes when asked.
     - "recompute": h from the path chosen for `return_gates=False`, then every
-      gate recomputed exactly, in parallel (DESIGN.md §4).
+      gate recomputed exactly, in parallel.
 
     Args:
         backend: the Keras backend's name.

@@ -3,7 +3,7 @@
 An LSTM's or GRU's gates are a pure function of (x_t, h_tm1): given the whole h
 sequence, every gate of every step comes out of the cell's own projection over
 all B*T rows, and the LSTM's cell state out of a scan of the linear recurrence
-c_t = f_t * c_tm1 + i_t * g_t (DESIGN.md §4). `kgates.LSTM`/`GRU` use it after a
+c_t = f_t * c_tm1 + i_t * g_t. `kgates.LSTM`/`GRU` use it after a
 fused kernel.
 """
 

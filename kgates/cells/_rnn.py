@@ -88,6 +88,8 @@ class GatedRNN(keras.layers.RNN):
             to True.
         return_sequences, return_state, go_backwards, stateful, unroll: as in
             `keras.layers.RNN`. Default: False.
+        zero_output_for_mask: must be True (the default): gates at masked steps
+            are zeros.
 
     Call arguments:
         sequences: `(batch, time, features)`.

@@ -1,5 +1,5 @@
 """Greff et al.'s LSTM variants ("LSTM: A Search Space Odyssey", 2015) as presets of
-the general cell options (DESIGN.md §2)."""
+the general cell options."""
 
 from __future__ import annotations
 

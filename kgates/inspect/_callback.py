@@ -56,11 +56,12 @@ class TensorBoard(keras.callbacks.TensorBoard):
     - gradient flow: image `gradient_flow/{layer}` (||dL/dh_t||, ||dL/dc_t||
       against t) and scalars `gradient_flow/{layer}/reach_h|reach_c`, the
       unbroken run of steps back from the last over which the gradient stays
-      within 1% of its peak so far (`kgates.reach`).
+      at >= 1% of its peak so far (`kgates.reach`).
 
-    Summaries are computed with NumPy and written with the tensorboard package:
-    this works on every backend, and without TensorFlow (Keras's own logs then
-    go through the same writer).
+    The numbers are computed where the model runs (`keras.ops`; only they and
+    the first probe sequence come to the host) and written with the
+    tensorboard package: this works on every backend, and without TensorFlow
+    (Keras's own logs then go through the same writer).
 
     Args:
         log_dir: where to write the run. Default: `"logs"`.

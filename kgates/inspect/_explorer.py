@@ -1,4 +1,4 @@
-"""The gate explorer's data (DESIGN.md §8): what the "Gates" tab, `kgates explore`
+"""The gate explorer's data: what the "Gates" tab, `kgates explore`
 and `kgates.show` show, and the select -> match search they share.
 
 One explorer record is a bounded slice of a probe's trace: at most `sequences`

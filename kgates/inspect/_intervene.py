@@ -1,5 +1,5 @@
 """Gate interventions: change a gate, c or h inside the recurrence of the user's own
-model, for chosen units and steps, and see what the model outputs (DESIGN.md §8).
+model, for chosen units and steps, and see what the model outputs.
 
 Each edited layer runs, for the one call, as its kgates equivalent with the same
 weights, stepping a cell that applies the edits as each value is computed; later

@@ -1,4 +1,4 @@
-"""What a recurrent layer's memory holds, and from when (DESIGN.md §8).
+"""What a recurrent layer's memory holds, and from when.
 
 An LSTM's cell state is a sum of what earlier steps wrote, each write shrunk by
 every forget gate since:

@@ -316,7 +316,7 @@ def show(
         annotations: optional `{name: (batch, time) array}`: ranks every unit
             against them (`kgates.find_units`) in the unit table.
         sequences, steps, units: bounds of what is shown (first sequences, first
-            steps, first units of each layer).
+            steps, first units of each layer). Default: 32, 200, 256.
 
     Returns:
         An `Explorer`: a notebook displays it inline; `.save("gates.html")`.

@@ -16,7 +16,7 @@ def has_memory(gates: dict) -> bool:
 
 
 def keep_and_write(gates: dict) -> tuple:
-    """What each step keeps of the state and what it writes (DESIGN.md §8): an LSTM's
+    """What each step keeps of the state and what it writes: an LSTM's
     `f` and `i * g`, a GRU's `z` and `(1 - z) * g` (arrays or tensors alike)."""
     if "c" in gates:
         return gates["f"], gates["i"] * gates["g"]

@@ -3,7 +3,7 @@
 Each traced layer gets a twin with its weights that returns h and every gate:
 a `kgates.LSTM`/`GRU` with `return_gates` (`equivalent_layer`), for stock Keras
 layers and cells too. The twin's path chooser recomputes the gates exactly
-from a fused kernel's h where that is the faster forward pass (DESIGN.md §4),
+from a fused kernel's h where that is the faster forward pass,
 and steps the kgates cell elsewhere.
 """
 
