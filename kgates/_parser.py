@@ -7,6 +7,13 @@ import argparse
 import re
 
 
+class _Parser(argparse.ArgumentParser):
+    """Errors in one line, naming the argument (exit code 2); `--help` shows usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -54,6 +61,8 @@ def _worker_id(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"expected letters, digits and . _ - (a name, not a path), got {text!r}"
         )
+    if text.startswith("chief"):  # Keras Tuner takes such a worker for the chief
+        raise argparse.ArgumentTypeError(f"a worker's id must not start with 'chief', got {text!r}")
     return text
 
 
@@ -61,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line; it reads only plain tables, so parsing loads no Keras."""
     from kgates.study._choices import CELLS, DEMO
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="kgates", description="Recurrent cells for Keras 3 that show their gates."
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -124,8 +133,9 @@ def _list(kind):
         try:
             return tuple(kind(v.strip()) for v in text.split(","))
         except ValueError:
+            what = {int: "integers", float: "numbers"}.get(kind, "values")
             raise argparse.ArgumentTypeError(
-                f"expected a comma-separated list, got {text!r}"
+                f"expected a comma-separated list of {what}, got {text!r}"
             ) from None
 
     return parse

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import time
 
@@ -82,7 +83,7 @@ def _tune(args, argv: list[str] | None = None) -> int:
         print(f"kgates tune: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        command = " ".join(["kgates", *(argv or sys.argv[1:])])
+        command = shlex.join(["kgates", *(argv or sys.argv[1:])])
         print(f"\nkgates tune: interrupted; `{command}` resumes the search.", file=sys.stderr)
         return 130
     if args.worker:
@@ -90,7 +91,8 @@ def _tune(args, argv: list[str] | None = None) -> int:
     from kgates.study._report import summary
 
     print("\n" + summary(directory))
-    print(f"\nNext: kgates report {directory}    kgates board {directory}")
+    quoted = shlex.quote(directory)
+    print(f"\nNext: kgates report {quoted}    kgates board {quoted}")
     return 0
 
 
@@ -202,8 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command not in ("board", "explore"):
         _load_keras(summaries=args.command in ("demo", "tune"))
     if args.command == "demo":
-        if args.length < 2:
-            print("kgates demo: --length must be at least 2", file=sys.stderr)
+        if args.length < 2 or args.samples < 2:
+            wrong = (
+                "--length must be at least 2" if args.length < 2 else "--samples must be at least 2"
+            )
+            print(f"kgates demo: {wrong}", file=sys.stderr)
             return 2
         from kgates.study._demo import run
 

@@ -180,3 +180,11 @@ def test_equivalence_by_two_one_sided_tests():
     assert upper == pytest.approx(stats.t.cdf(t_upper, len(d) - 1))
     assert equivalence_p(d, 0.1) < 0.01 < equivalence_p(d, 0.02)  # a margin too tight
     assert np.isnan(equivalence_p([0.01, 0.01], 0.1))  # no spread: no test
+
+
+def test_the_reference_is_a_label_the_search_has():
+    from kgates.study._compare import reference_cell
+
+    scores = {"GRU(reset_after=False)": [0.1, 0.2]}  # --cells GRU --reset-after false
+    assert reference_cell(scores, ("GRU",)) == "GRU(reset_after=False)"
+    assert reference_cell({"NP": [0.1], "GRU": [0.2]}, ("GRU", "NP")) == "GRU"

@@ -103,6 +103,8 @@ GOOD = {"x_train": X, "y_train": Y, "x_val": X, "y_val": Y}
         ({"x_train": X[:, 0, 0]}, "`x_train` must be (samples, steps[, features])"),
         ({"y_train": Y.astype(int) - 2, "y_val": Y.astype(int)}, "labels in `y` must be >= 0"),
         ({"y_train": np.array(["a"] * 8)}, "`y_train` must hold numbers"),
+        ({"x_train": X[:, :0], "x_val": X[:, :0]}, "must have no empty axis"),
+        ({"y_train": np.ones((8, 0)), "y_val": np.ones((8, 0))}, "must have no empty axis"),
     ],
 )
 def test_a_bad_data_file_is_named_and_nothing_is_written(tmp_path, capsys, changes, match):

@@ -54,6 +54,7 @@ def test_a_saved_model_is_looked_into_from_the_command_line(saved):
         (["m.keras", "wide.npy"], "has shape (12, 8, 5); the model takes (None, 8, 3)"),
         (["m.keras", "x.npy", "--labels", "short.npy"], "has 5 rows, `data` 12"),
         (["dense.keras", "x.npy"], "has no recurrent layer"),
+        (["m.keras", "both.npz"], "`data` both.npz is a NumPy .npz archive"),
     ],
 )
 def test_bad_inputs_are_one_line_and_write_nothing(saved, capsys, monkeypatch, args, match):
@@ -62,7 +63,20 @@ def test_bad_inputs_are_one_line_and_write_nothing(saved, capsys, monkeypatch, a
     np.save("short.npy", np.zeros((5, 1), "float32"))
     inputs = keras.Input((8, 3))
     keras.Model(inputs, keras.layers.Dense(1)(inputs)).save("dense.keras")
+    np.savez("both.npz", x=np.zeros((12, 8, 3)))
     code = cli.main(["inspect", *args, "--out", "inside"])
     err = capsys.readouterr().err
     assert code == 2 and match in err and len(err.strip().splitlines()) == 1, err
     assert not (saved / "inside").exists()
+
+
+def test_an_out_that_is_a_file_is_named_before_the_trace(saved, capsys, monkeypatch):
+    monkeypatch.chdir(saved)
+    with open("notes.txt", "w") as f:
+        f.write("mine")
+    code = cli.main(["inspect", "m.keras", "x.npy", "--out", "notes.txt"])
+    assert code == 2
+    assert (
+        capsys.readouterr().err.strip().endswith("`out` notes.txt is a file; expected a directory.")
+    )
+    assert open("notes.txt").read() == "mine"

@@ -161,3 +161,15 @@ def test_a_worker_with_no_chief_listening_gives_up_with_a_message(tmp_path, monk
     code = cli.main(["tune", "--directory", directory, "--worker", f"127.0.0.1:{port}"])
     assert code == 2 and time.monotonic() - start < 30
     assert f"no chief answers at 127.0.0.1:{port} (waited 1 s)" in capsys.readouterr().err
+
+
+def test_the_tasks_own_epochs_resume_a_search_stored_without_them(tmp_path):
+    from kgates.study._directory import open_search, write_spec
+
+    directory = str(tmp_path / "search")
+    spec = open_search(directory)  # epochs None: the adding task's 10
+    os.makedirs(directory)
+    write_spec(directory, spec)
+    assert open_search(directory, epochs=10)["epochs"] == 10
+    with pytest.raises(ValueError, match="epochs: this directory has 10, asked for 11"):
+        open_search(directory, epochs=11)

@@ -140,7 +140,8 @@ def _tune(capsys, *args: str) -> tuple[int, str]:
         (["--learning-rate", "inf"], "`learning_rate` must be finite"),
         (["--learning-rate", "1e-3:inf"], "`learning_rate` must be finite"),
         (["--clipnorm", "1,inf"], "`clipnorm` values must be >= 0"),
-        (["--seed", "-1"], "`seed` must be an integer >= 0"),
+        (["--seed", "-1"], "`seed` must be an integer from 0 to 400000"),
+        (["--seed", "400001"], "`seed` must be an integer from 0 to 400000"),
     ],
 )
 def test_bad_options_are_named_and_write_nothing(tmp_path, capsys, args, match):
@@ -408,3 +409,13 @@ def test_a_trial_leaves_an_ignored_ctrl_c_ignored():
         assert began == [0, 1, 2, 3] and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_demo_and_the_printed_commands_take_odd_input(capsys):
+    assert cli.main(["demo", "--samples", "1"]) == 2
+    assert capsys.readouterr().err == "kgates demo: --samples must be at least 2\n"
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["tune", "--worker-id", "chief2"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1
+    assert "a worker's id must not start with 'chief'" in err

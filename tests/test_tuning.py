@@ -442,3 +442,45 @@ def test_test_at_best_takes_the_epoch_validation_chose():
         test_at_best([{"val_loss": [0.1]}], keras_tuner.Objective("val_loss", "min"))["test"]
         is None
     )  # no test split
+
+
+def test_test_scores_line_up_with_a_diverged_epoch():
+    # An epoch whose validation loss is NaN still gets its test score (NaN or not), so
+    # test_at_best reads the test score of the epoch validation chose.
+    from kgates.study._curves import TestScores, test_at_best
+
+    class Diverge(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                logs["val_loss"] = float("nan")
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 3)), rng.normal(size=(32, 1))
+    task = types.SimpleNamespace(x_test=x[:8], y_test=y[:8])
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    history = model.fit(
+        x, y, validation_data=(x, y), epochs=4, verbose=0, callbacks=[Diverge(), TestScores(task)]
+    ).history
+    assert len(history["test_loss"]) == len(history["val_loss"]) == 4
+    got = test_at_best([history], keras_tuner.Objective("val_loss", "min"))
+    best = int(np.nanargmin(history["val_loss"]))
+    assert got["test"] == history["test_loss"][best]
+
+
+@pytest.mark.once
+def test_a_paired_search_with_every_option_fixed_compares_cells_over_seeds(tmp_path):
+    directory = str(tmp_path / "search")
+    space = {"units": 4, "layers": 1, "learning_rate": 1e-3, "dropout": 0.0, "clipnorm": 0.0}
+    space |= {"forget_bias": "one", "reset_after": True}
+    kgates.tune(
+        directory, cells=("NP", "GRU"), tuner="paired", max_trials=4, epochs=1, sizes=TINY,
+        space=space, gate_freq=0, verbose=0,
+    )  # fmt: skip
+    trials = sorted(report.load_trials(directory), key=lambda t: int(t["id"]))
+    assert [t["values"]["cell"] for t in trials] == ["NP", "GRU"] * 2
+    seeds = []
+    for t in trials:
+        with open(os.path.join(directory, "search", f"trial_{t['id']}", "runs.jsonl")) as f:
+            seeds.append(json.loads(f.readline())["weight_seed"])
+    assert seeds[0] == seeds[1] != seeds[2] == seeds[3]

@@ -24,9 +24,13 @@ def _load_array(path: str, what: str) -> np.ndarray:
     if not os.path.isfile(path):
         raise ValueError(f"`{what}` {path}: no such file.")
     try:
-        return np.load(path, allow_pickle=False)
+        array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
         raise ValueError(f"`{what}` {path} is not a NumPy .npy array ({error}).") from None
+    if not isinstance(array, np.ndarray):  # an .npz archive
+        array.close()
+        raise ValueError(f"`{what}` {path} is a NumPy .npz archive; expected one .npy array.")
+    return array
 
 
 def load_model(path: str) -> keras.Model:
@@ -66,6 +70,8 @@ def inspect_saved(
             have been saved compiled with a loss).
         limit: at most this many sequences are used (the first ones).
     """
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"`out` {out} is a file; expected a directory.")
     model = load_model(model_path)
     x = _load_array(data_path, "data")
     expected = tuple(model.inputs[0].shape) if len(model.inputs) == 1 else None

@@ -173,8 +173,11 @@ def _p(value: float) -> str:
 
 
 def reference_cell(scores: dict, cells) -> str:
-    """V when the search has it, else its first cell with scores."""
-    return REFERENCE if REFERENCE in scores else next(c for c in cells if c in scores)
+    """V when the search has it, else its first cell with scores (a label the
+    search's cells do not name, e.g. `GRU(reset_after=False)`, after them)."""
+    if REFERENCE in scores:
+        return REFERENCE
+    return next((c for c in cells if c in scores), next(iter(scores)))
 
 
 def comparison(scores: dict, failures: dict, direction: str, cells) -> list[str]:

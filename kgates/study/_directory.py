@@ -2,8 +2,7 @@
 
 A search lives in one directory:
 
-- `kgates_search.json`: what is searched (task, sizes, cells, space, tuner, epochs,
-  seed, margin); a second run on the directory must ask for the same search;
+- `kgates_search.json`: what is searched; a second run must ask for the same search;
 - `search/`: the Keras Tuner project (oracle state, one `trial_*` folder per trial,
   with `runs.jsonl`, `gates.json` and `curves.json`: see the README);
 - `logs/trial_*`: each trial's TensorBoard run, named with its cell (`trial_3-GRU`):
@@ -19,8 +18,8 @@ import os
 import tempfile
 
 from kgates.study._choices import check_space
-from kgates.study._own_data import DATA, file_digest, load_data
-from kgates.study._tasks import OBJECTIVES, task_sizes
+from kgates.study._own_data import DATA, DATA_EPOCHS, file_digest, load_data
+from kgates.study._tasks import EPOCHS, OBJECTIVES, task_sizes
 
 SPEC_FILE = "kgates_search.json"
 LOCK_FILE = "kgates.lock"  # held by the one process that writes the search
@@ -42,6 +41,7 @@ DEFAULTS = {
     "objective": None,  # the task's own; with data, chosen by the targets unless told
     "margin": None,  # non-inferiority margin, in the objective's units, fixed before the run
 }
+MAX_SEED = 400_000  # each trial's weight seed, seed * 10007 + its index, is < 2**32
 REQUIRED = ("task", "cells", "tuner", "max_trials", "epochs", "seed", "sizes", "space")
 RESUMABLE = ("max_trials",)  # what a resumed search may change
 
@@ -105,8 +105,8 @@ def search_spec(
         raise ValueError("the hyperband tuner needs `epochs` (its max_epochs) >= 2.")
     if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
         raise ValueError(f"`max_trials` must be a positive integer, got {max_trials!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"`seed` must be an integer >= 0, got {seed!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"`seed` must be an integer from 0 to {MAX_SEED}, got {seed!r}.")
     number = isinstance(margin, (int, float)) and not isinstance(margin, bool)
     if margin is not None and not (number and margin > 0):
         raise ValueError(f"`margin` must be a positive number, got {margin!r}.")
@@ -144,9 +144,9 @@ def _lookup(spec: dict, key: str):
 
 
 def _compared(spec: dict, key: str):
-    """What must agree for `key` on resume, and how it is shown: data by its bytes
-    (a moved file is the same data)."""
+    """What must agree for `key` on resume, and how it is shown (data by its bytes)."""
     value = _lookup(spec, key)
+    value = EPOCHS.get(spec["task"], DATA_EPOCHS) if key == "epochs" and not value else value
     if key == "data" and isinstance(value, dict):
         return value["sha256"], f"{value['file']} (SHA-256 {value['sha256'][:12]}...)"
     return value, repr(value)

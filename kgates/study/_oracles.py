@@ -61,6 +61,12 @@ class PairedOracle(CellsInTurnOracle):
     search) mapped onto the other hyperparameters, and its trials share one weight
     seed, so cells can be compared pair by pair (`kgates report`)."""
 
+    def _duplicate(self, values) -> bool:
+        # Configuration j of a cell is a trial of its own, with the weight seed of j,
+        # even where the values repeat (every option fixed but the cell): comparing cells
+        # over seeds alone is a paired search too.
+        return False
+
     def _cells(self) -> int:
         cell = next((hp for hp in self.hyperparameters.space if hp.name == "cell"), None)
         return len(cell.values) if cell is not None and hasattr(cell, "values") else 1

@@ -84,6 +84,11 @@ def task_from_arrays(
                 "number, at least 1."
             )
     steps = x.shape[1]
+    if steps == 0 or x.shape[2:] and x.shape[2] == 0 or y.ndim > 1 and 0 in y.shape[1:]:
+        raise ValueError(
+            f"{source}: `x_train` {x.shape} and `y_train` {y.shape} must have no empty "
+            "axis (at least one step, feature and target)."
+        )
     classes = y.dtype.kind in "iu"
     if classes and y.ndim == 2 and y.shape[1] == 1:
         y, yv = y[:, 0], yv[:, 0]

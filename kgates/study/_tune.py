@@ -100,7 +100,8 @@ def tune(
     # One writer per directory: a single process or a chief; workers write
     # only their trials, which the chief hands out.
     with writer_lock(directory) if chief else worker_lock(directory, tuner_id):
-        write_spec(directory, spec)
+        if chief:  # the search is the chief's: a worker's options do not change it
+            write_spec(directory, spec)
         search = make_tuner(hypermodel, spec, epochs, directory)
         if chief:
             logs = os.path.join(directory, "logs")
