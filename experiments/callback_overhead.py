@@ -35,10 +35,11 @@ WORK = {"dashboards": [], "drawing": [], "explorer": []}
 def _timed_dashboards(callback):
     log_gates = callback.log_gates
 
-    def timed(*args, **kwargs):
-        start = time.perf_counter()
+    def timed(*args, **kwargs):  # the explorer record it writes is timed apart
+        start, records = time.perf_counter(), sum(WORK["explorer"])
         log_gates(*args, **kwargs)
-        WORK["dashboards"].append(time.perf_counter() - start)
+        spent = time.perf_counter() - start - (sum(WORK["explorer"]) - records)
+        WORK["dashboards"].append(spent)
 
     explorer_summary = callback.explorer_summary
 
@@ -144,16 +145,13 @@ def main(argv=None) -> dict:
     epochs = size["epochs"] * rounds  # epochs trained, over which drawing is spread
     # Each run logs a dashboard per epoch, then at the end of training the last epoch's
     # images and explorer record (one more call). The first dashboard of each run
-    # compiles the tracing and gradient functions. Explorer records (the first and
-    # that last call, at the default explorer_freq=10) are counted apart: per record,
-    # and spread over explorer_freq dashboards.
+    # compiles the tracing and gradient functions. Explorer records (the first and the
+    # last, at the default explorer_freq=10) are timed apart: per record, and spread
+    # over explorer_freq dashboards.
     per_run = len(WORK["dashboards"]) // rounds
     records = WORK["explorer"]
     record_s = float(np.median(records)) if records else 0.0
-    plain = [
-        t - (record_s if (k % per_run in (0, per_run - 1) and records) else 0)
-        for k, t in enumerate(WORK["dashboards"])
-    ]
+    plain = WORK["dashboards"]  # without the records
     steady = [t for k, t in enumerate(plain) if 0 < k % per_run < size["epochs"]]
     added = (np.median(steady) if steady else 0.0) + sum(WORK["drawing"]) / epochs
     work = float(added / median["keras.TensorBoard"])

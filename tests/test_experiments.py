@@ -39,10 +39,9 @@ def test_callback_overhead_reports_its_measures(tmp_path):
     result = _load("callback_overhead").main(["--smoke", "--json", str(tmp_path / "r.json")])
     assert set(result["median_epoch_s"]) == {"none", "keras.TensorBoard", "kgates.TensorBoard"}
     assert result["drawing_cpu_s_per_epoch"] > 0  # images were drawn and timed
-    # per run: a dashboard per epoch and the end-of-training call; the first compiles
+    # per run: a dashboard per epoch and the end-of-training call
     size = result["size"]
     assert len(result["work_s"]["dashboards"]) == size["rounds"] * (size["epochs"] + 1)
-    assert result["first_dashboard_s"] > 3 * result["dashboard_s_median"]
     assert (tmp_path / "r.json").exists()
 
 
