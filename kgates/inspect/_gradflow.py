@@ -45,7 +45,7 @@ class _Patched:
         self.parts = parts
         self.deltas = {}
         self.shapes = {}  # part name: the shapes of its outputs, output first
-        self.keys = {}  # part name: the keys of a dict output, in packed order
+        self.pieces = {}  # part name: how many of those make its output (a dict's keys)
 
     def _call(self, part, original):
         def call(*args, **kwargs):
@@ -56,14 +56,13 @@ class _Patched:
             values = [first[k] for k in keys] if keys else [first]
             values += states
             self.shapes[part.name] = [tuple(v.shape) for v in values]
-            self.keys[part.name] = keys
+            self.pieces[part.name] = pieces = len(keys) or 1
             deltas = self.deltas.get(part.name)
             if deltas is None:
                 return out
             values = [v + ops.cast(d, v.dtype) for v, d in zip(values, deltas)]
-            count = max(len(keys), 1)
             first = {**first, **dict(zip(keys, values))} if keys else values[0]
-            return [first, *values[count:]] if many else first
+            return [first, *values[pieces:]] if many else first
 
         return call
 
@@ -174,21 +173,21 @@ class GradientFlow:
                 with KeptStates(self.model):
                     self.model(x)  # records the output shapes
                 shapes = dict(patch.shapes)
+                sizes = [len(shapes[n]) for n in names]
 
                 def loss(deltas, x, *y):
-                    for n, chunk in zip(names, _chunks(deltas, [len(shapes[n]) for n in names])):
-                        patch.deltas[n] = chunk
+                    patch.deltas.update(zip(names, _chunks(deltas, sizes)))
                     return loss_fn(self.model(x), *y)
 
-                self._upstream[key] = (compiled_gradient(loss, self.model), shapes)
-            grad, shapes = self._upstream[key]
+                self._upstream[key] = (compiled_gradient(loss, self.model), shapes, sizes)
+            grad, shapes, sizes = self._upstream[key]
             zeros = [ops.zeros(shape, "float32") for n in names for shape in shapes[n]]
             with KeptStates(self.model):  # runs the model: stateful layers move on
                 grads = grad(zeros, x) if y is None else grad(zeros, x, y)
         result = {}
-        for n, chunk in zip(names, _chunks(list(grads), [len(shapes[n]) for n in names])):
-            count = max(len(patch.keys[n]), 1)
-            result[n] = (ops.concatenate(chunk[:count], axis=-1), chunk[count:])
+        for n, chunk in zip(names, _chunks(list(grads), sizes)):
+            pieces = patch.pieces[n]
+            result[n] = (ops.concatenate(chunk[:pieces], axis=-1), chunk[pieces:])
         return result
 
     def part(self, part: RecurrentPart, x, mask, upstream, init=None) -> dict:
