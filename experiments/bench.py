@@ -31,6 +31,12 @@ layer of the same size in the same run. Prints a table and writes JSON.
     python experiments/bench.py --smoke               # seconds, for tests
     python experiments/bench.py --check               # only the gate check
     python experiments/bench.py --table run.json      # a saved run as Markdown
+    python experiments/bench.py --variants layers     # only the Keras and kgates layers
+
+`--variants` picks groups of rows: `layers` (the Keras layer, kgates's layer with and
+without gates), `cells` (the `RNN(cell)` rows), `trace` (h->host, the trace, the
+dashboards' numbers), `numpy` (the dashboards' numbers via NumPy), `scan` (the c
+scans); all by default. The Keras layer is always timed: it is every ratio's base.
 
 `--check` first compares the gates of `kgates.LSTM`/`GRU` recomputed from the
 fused kernel's h (`gate_path="recompute"`) with those the kgates cell steps
@@ -107,6 +113,9 @@ def _wide(cell, copies):
     return Wide
 
 
+GROUPS = ("layers", "cells", "trace", "numpy", "scan")
+
+
 def _variants(family: str, units: int) -> dict:
     keras_layer = keras.layers.LSTM if family == "lstm" else keras.layers.GRU
     keras_cell = keras.layers.LSTMCell if family == "lstm" else keras.layers.GRUCell
@@ -172,42 +181,54 @@ def _time(fn) -> float:
     return time.perf_counter() - start
 
 
-def bench(family: str, batch: int, steps: int, units: int, repeats: int) -> dict:
+def _trace_runs(family: str, units: int, steps: int, x, groups) -> dict:
+    """The trace rows: a stock Keras layer's h to the host, its trace, the dashboards'
+    numbers on the device (and, with `numpy`, via NumPy as before)."""
+    if "trace" not in groups and "numpy" not in groups:
+        return {}
+    name = family.upper()
+    inputs = keras.Input((steps, FEATURES))
+    stock = keras.Model(inputs, _variants(family, units)[f"keras {name}"]()(inputs))
+    tracer = kgates.Tracer(stock)
+    tracer(x)  # the tracing model, with the layer's weights in
+    runs = {}
+    if "trace" in groups:
+        # What a trace is fairly compared with: the layer's h sequence, brought to the host.
+        runs[f"keras {name} h->host"] = {"forward": lambda: stock.predict_on_batch(x)}
+        runs[f"trace(keras {name})"] = {"forward": lambda: tracer(x)}
+        # The same work without the copies to the host: each array summed over its units.
+        traced = tracer._gate_model(False)
+        summed = [_Summed()(v) for k, v in traced.output.items() if not k.endswith("/_valid")]
+        on_device = keras.Model(traced.input, summed)
+        runs[f"trace(keras {name}) on device"] = {"forward": lambda: on_device.predict_on_batch(x)}
+        # The dashboards' numbers (histograms, saturation, means, memory spans), computed
+        # on the device as kgates.TensorBoard does.
+        runs[f"dashboard numbers(keras {name})"] = {"forward": lambda: tracer.summaries(x)}
+    if "numpy" in groups:  # as it was done before: every gate to the host, then NumPy
+        runs["dashboard numbers via NumPy"] = {"forward": lambda: _numbers_on_the_host(tracer, x)}
+    return runs
+
+
+def bench(family: str, batch: int, steps: int, units: int, repeats: int, groups=GROUPS) -> dict:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, steps, FEATURES)).astype("float32")
     y = rng.normal(size=(batch, 1)).astype("float32")
+    reference = f"keras {family.upper()}"
     runs = {}
     for name, make in _variants(family, units).items():
+        group = "cells" if "RNN(cell)" in name else "layers"
+        if name != reference and group not in groups:  # the reference is every ratio's base
+            continue
         forward, train = _models(make, steps, units)
         runs[name] = {
             "forward": lambda f=forward: np.asarray(f.predict_on_batch(x)),
             "train": lambda t=train: t.train_on_batch(x, y),
         }
-    reference = f"keras {family.upper()}"
-    inputs = keras.Input((steps, FEATURES))
-    stock = keras.Model(inputs, _variants(family, units)[reference]()(inputs))
-    # What a trace is fairly compared with: the layer's h sequence, brought to the host.
-    runs[f"keras {family.upper()} h->host"] = {"forward": lambda: stock.predict_on_batch(x)}
-    tracer = kgates.Tracer(stock)
-    runs[f"trace(keras {family.upper()})"] = {"forward": lambda: tracer(x)}
-    tracer(x)  # the tracing model, with the layer's weights in
-    # The same work without the copies to the host: each array summed over its units.
-    traced = tracer._gate_model(False)
-    summed = [_Summed()(v) for k, v in traced.output.items() if not k.endswith("/_valid")]
-    on_device = keras.Model(traced.input, summed)
-    runs[f"trace(keras {family.upper()}) on device"] = {
-        "forward": lambda: on_device.predict_on_batch(x)
-    }
-    # The dashboards' numbers (histograms, saturation, means, memory spans), computed
-    # on the device as kgates.TensorBoard does, and as it did before: every gate to
-    # the host, then NumPy.
-    runs[f"dashboard numbers(keras {family.upper()})"] = {"forward": lambda: tracer.summaries(x)}
-    runs["dashboard numbers via NumPy"] = {"forward": lambda: _numbers_on_the_host(tracer, x)}
-    for method in (
-        kgates.SCAN_METHODS if family == "lstm" else ()
-    ):  # c from (f, i*g): which is faster
-        scan = _scan_model(method, steps, units)
-        runs[f"c scan, {method}"] = {"forward": lambda m=scan: m.predict_on_batch(x[..., :1])}
+    runs.update(_trace_runs(family, units, steps, x, groups))
+    if "scan" in groups and family == "lstm":  # c from (f, i*g): which is faster
+        for method in kgates.SCAN_METHODS:
+            scan = _scan_model(method, steps, units)
+            runs[f"c scan, {method}"] = {"forward": lambda m=scan: m.predict_on_batch(x[..., :1])}
     jobs = [(name, kind, fn) for name, fns in runs.items() for kind, fn in fns.items()]
     for _, _, fn in jobs:  # warm-up: compile
         fn()
@@ -317,6 +338,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", help="write the results here (after each size)")
     parser.add_argument("--check", action="store_true", help="only the gate check")
+    parser.add_argument(
+        "--variants", choices=GROUPS, nargs="+", default=list(GROUPS), help="groups of rows"
+    )
     for dim in ("batch", "steps", "units"):
         parser.add_argument(
             f"--{dim}", type=int, nargs="+", help=f"{dim} values (instead of those of --sizes)"
@@ -358,7 +382,7 @@ def main(argv=None) -> dict:
     save()
     grid = itertools.product(sizes["batch"], sizes["steps"], sizes["units"])
     for family, (batch, steps, units) in itertools.product([] if args.check else args.family, grid):
-        result = {"family": family, **bench(family, batch, steps, units, repeats)}
+        result = {"family": family, **bench(family, batch, steps, units, repeats, args.variants)}
         report["results"].append(result)
         _print_result(result)
         save()

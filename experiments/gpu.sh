@@ -3,25 +3,62 @@
 # command, for the lent GPU machine (shared/GPU.md: JAX and torch, no TensorFlow).
 # From the project root, with Keras and Keras Tuner wheels in .whl (carried):
 #
-#     OUT=/tmp/out bash experiments/gpu.sh
+#     OUT=/tmp/out bash experiments/gpu.sh               # every part
+#     OUT=/tmp/out PARTS="1 3" bash experiments/gpu.sh   # some parts
 #
-# Per backend: the Bidirectional check, the gate check (float32: TF32 off), the
-# dashboards' cost on the callback task scaled up (B=256, T=500, units=512), then
-# the speed table at the GPU sizes. JSON under $OUT; tables on stdout, the speed
-# tables last. Each step has a time limit, so a short lease still returns the first.
+# In order of importance, each step under a time limit so that a short lease still
+# returns the first ones (about 16 minutes at most in all; on an H200 the speed
+# table took 4 minutes per backend, so a 15-minute lease needs two calls, e.g.
+# PARTS="1 2" then PARTS="1 3 4"):
+#   1. the Bidirectional check (JAX, torch; float32, TF32 off, tolerance 1e-4);
+#   2. the speed table: Keras's layer against kgates's with and without gates,
+#      LSTM then GRU, B 32/256, T 50/500, units 128/512, with the gate check;
+#   3. the dashboards' cost on the callback task scaled up (B=256, T=500, units=512);
+#   4. the trace, the dashboards' numbers and the c scans at B=256 (the dashboards'
+#      default probe), T=500, units 512/128.
+# Under $OUT: log.txt (everything printed) and one JSON per step and backend;
+# the tables are printed again last.
 set -u
 S=$(mktemp -d)
 python3 -m pip install -q --no-index --no-deps --no-compile --target "$S" .whl/*.whl || exit 1
-export PYTHONPATH="$S:$PWD" OUT="${OUT:-/tmp/kgates-gpu}"
+export PYTHONPATH="$S:$PWD" OUT="${OUT:-/tmp/kgates-gpu}" PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
-for backend in jax torch; do
-  export KERAS_BACKEND=$backend
-  timeout 120 python3 experiments/gpu_checks.py --json "$OUT/bidirectional_$backend.json"
-  NVIDIA_TF32_OVERRIDE=0 JAX_DEFAULT_MATMUL_PRECISION=highest timeout 120 \
-    python3 experiments/bench.py --check --family lstm gru --json "$OUT/check_$backend.json"
-  timeout 240 python3 experiments/callback_overhead.py --size gpu --json "$OUT/overhead_$backend.json"
-done
-for backend in jax torch; do
-  KERAS_BACKEND=$backend timeout 300 python3 experiments/bench.py --sizes gpu --family lstm gru \
-    --repeats 5 --json "$OUT/bench_$backend.json"
+LOG="$OUT/log.txt"
+step() {  # step SECONDS BACKEND COMMAND...: run, logged, cut at SECONDS
+  local seconds=$1 backend=$2
+  shift 2
+  echo "== $(date +%T) KERAS_BACKEND=$backend $*" >>"$LOG"
+  KERAS_BACKEND=$backend timeout "$seconds" "$@" >>"$LOG" 2>&1
+  echo "== exit $? at $(date +%T)" >>"$LOG"
+}
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >>"$LOG" 2>&1
+PARTS=" ${PARTS:-1 2 3 4} "
+if [[ $PARTS == *" 1 "* ]]; then
+  for backend in jax torch; do  # float32: TF32 off
+    NVIDIA_TF32_OVERRIDE=0 JAX_DEFAULT_MATMUL_PRECISION=highest \
+      step 60 $backend python3 experiments/gpu_checks.py
+  done
+fi
+if [[ $PARTS == *" 2 "* ]]; then
+  step 240 jax python3 experiments/bench.py --sizes gpu --family lstm gru --variants layers \
+    --repeats 5 --json "$OUT/bench_jax.json"
+  step 180 torch python3 experiments/bench.py --sizes gpu --family lstm gru --variants layers \
+    --repeats 5 --json "$OUT/bench_torch.json"
+fi
+if [[ $PARTS == *" 3 "* ]]; then
+  for backend in jax torch; do
+    step 90 $backend python3 experiments/callback_overhead.py --size gpu \
+      --json "$OUT/overhead_$backend.json"
+  done
+fi
+if [[ $PARTS == *" 4 "* ]]; then
+  for backend in jax torch; do
+    step 100 $backend python3 experiments/bench.py --batch 256 --steps 500 --units 512 128 \
+      --variants trace scan --repeats 5 --json "$OUT/trace_$backend.json"
+  done
+fi
+grep -A10 "^Bidirectional" "$LOG"
+grep "^== \|largest\|^backend\|^  [nk].*median epoch\|^work added\|^explorer record\|^side by side" "$LOG"
+for f in "$OUT"/bench_*.json "$OUT"/trace_*.json; do
+  [ -f "$f" ] && echo "$f" && KERAS_BACKEND=jax python3 experiments/bench.py --table "$f" 2>/dev/null
 done

@@ -94,3 +94,65 @@ def test_without_gates_the_fused_kernel_still_runs(ours, theirs, fused_kernel, r
         fused_kernel.clear()
         bidi(x)
         assert fused_kernel, type(layer)
+
+
+def _fused_lstm_in_time_order(calls):
+    """Stands in for a GPU's one-direction fused LSTM kernel (`backend.lstm`), with
+    the order of Keras's JAX cuDNN path: a backward layer's h sequence comes back
+    flipped into time order (Keras's stepped loop and torch's kernel return it in
+    processing order). Computed by the float64 reference; unmasked calls only, as
+    cuDNN there."""
+
+    def kernel(inputs, h0, c0, mask, kernel, recurrent_kernel, bias, *args, **kwargs):
+        if mask is not None:
+            raise NotImplementedError
+        calls.append(kwargs.get("go_backwards", False))
+        x = npy(inputs)[:, ::-1] if kwargs.get("go_backwards") else npy(inputs)
+        weights = {"kernel": npy(kernel), "recurrent_kernel": npy(recurrent_kernel)}
+        weights["bias"] = npy(bias)
+        ref = lstm_reference(x, weights, h0.shape[-1], initial=(npy(h0), npy(c0)))
+        h, c = ref["h"].astype("float32"), ref["c"][:, -1].astype("float32")
+        seq = h[:, ::-1] if kwargs.get("go_backwards") else h
+        out = seq if kwargs.get("return_sequences") else h[:, -1:]
+        last, out, c = (keras.ops.convert_to_tensor(v) for v in (h[:, -1], out, c))
+        return last, out, [last, c]
+
+    return kernel
+
+
+@pytest.mark.parametrize("return_sequences", [True, False], ids=["sequences", "last"])
+def test_gates_do_not_depend_on_the_order_a_fused_kernel_returns_backward_h_in(
+    return_sequences, fused_kernel, monkeypatch, rng
+):
+    """On JAX's GPU, Keras's cuDNN LSTM returns a backward layer's h in time order;
+    the recomputation read it as processing order, and the backward direction's
+    gates were off by up to 3.8 (measured on an H200). Each direction's h now comes
+    from a forward run over inputs flipped by kgates, whatever the kernel's order."""
+    from keras.src import backend
+
+    from kgates.cells import _backend
+
+    calls = []
+    monkeypatch.setattr(backend, "lstm", _fused_lstm_in_time_order(calls))
+    monkeypatch.setattr(_backend, "has_own_loop", lambda *args: False)  # torch too
+    x = rng.normal(size=(4, 7, 5)).astype("float32")
+    # gate_path="recompute": the GPU's path, on any device
+    layer = kgates.LSTM(
+        3, return_sequences=return_sequences, return_gates=True, gate_path="recompute"
+    )
+    bidi = keras.layers.Bidirectional(layer)
+    bidi(x)
+    forward, backward = randomize(bidi.forward_layer, rng), randomize(bidi.backward_layer, rng)
+    calls.clear()
+    got = kgates.split_gates(bidi(x), bidi)
+    assert calls == [False, False]  # both directions' h came from the stand-in
+    want = {
+        "forward": lstm_reference(x, forward, 3),
+        "backward": {k: v[:, ::-1] for k, v in lstm_reference(x[:, ::-1], backward, 3).items()},
+    }
+    for direction, gates in want.items():
+        for name, value in gates.items():
+            value = value if return_sequences else value[:, -1 if direction == "forward" else 0]
+            np.testing.assert_allclose(
+                npy(got[direction][name]), value, atol=ATOL, err_msg=f"{direction} {name}"
+            )

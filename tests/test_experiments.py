@@ -70,6 +70,24 @@ def test_bench_times_every_variant_against_the_keras_layer(tmp_path):
         assert max(worst.values()) < 1e-5
 
 
+def test_bench_variants_time_only_the_groups_asked_for(tmp_path):
+    report = _load("bench").main(["--smoke", "--variants", "scan", "--family", "lstm", "gru"])
+    lstm, gru = report["results"]
+    # the Keras layer is every ratio's base, so it is always timed
+    assert set(lstm["median_s"]) == {"keras LSTM"} | {f"c scan, {m}" for m in kgates.SCAN_METHODS}
+    assert set(gru["median_s"]) == {"keras GRU"}  # the c scans are the LSTM's
+    report = _load("bench").main(["--smoke", "--variants", "layers", "trace"])
+    assert set(report["results"][0]["median_s"]) == {
+        "keras LSTM",
+        "kgates LSTM",
+        "kgates LSTM+gates",
+        "keras LSTM h->host",
+        "trace(keras LSTM)",
+        "trace(keras LSTM) on device",
+        "dashboard numbers(keras LSTM)",
+    }
+
+
 @pytest.mark.once  # its workers are `kgates tune` processes, on this session's backend
 def test_search_space_odyssey_compares_variants_with_v_and_workers_run_the_same_trials(
     tmp_path,

@@ -150,18 +150,18 @@ class GatePaths:
     def _recomputed(self, sequences, initial_state, mask, training):
         """h from the path chosen without gates, then every gate recomputed from it."""
         h_path = self.chosen_path(sequences, mask, training, return_gates=False)
+        x, m = sequences, mask
+        if self.go_backwards:  # everything below runs in processing order
+            x = ops.flip(x, axis=1)
+            m = None if m is None else ops.flip(m, axis=1)
         if h_path == "torch loop":
             _, h, states = self._torch_loop(sequences, initial_state, training, True)
         else:
             keras_loop = super().inner_loop
             stepped = keras.layers.RNN.inner_loop.__get__(self)
             loop = keras_loop if h_path == "keras" else stepped
-            with self._h_sequence():
-                _, h, states = loop(sequences, initial_state, mask, training)
-        x, m = sequences, mask
-        if self.go_backwards:  # h is in processing order
-            x = ops.flip(x, axis=1)
-            m = None if m is None else ops.flip(m, axis=1)
+            with self._h_sequence():  # on the flipped inputs, forwards
+                _, h, states = loop(x, initial_state, m, training)
         # at least float32 (a float16 policy's gates would lose their tails), and
         # float64 for a float64 layer
         dtype = "float64" if self.compute_dtype == "float64" else "float32"
@@ -179,13 +179,16 @@ class GatePaths:
     def _h_sequence(self):
         """Keras's layer loop reads what it returns from the layer and its cell (no
         public `backend.lstm`): for the recomputation it must give every step's h
-        alone, so both are set for this one loop."""
-        saved = self.return_sequences, self.cell.return_gates
-        self.return_sequences, self.cell.return_gates = True, False
+        alone, in processing order, so these are set for this one loop. A backward
+        layer's inputs are flipped by the caller and run forwards: Keras's fused
+        kernels disagree on the order of a backward h (JAX's cuDNN LSTM flips it
+        back into time order, its stepped loop and torch's kernel do not)."""
+        saved = self.return_sequences, self.cell.return_gates, self.go_backwards
+        self.return_sequences, self.cell.return_gates, self.go_backwards = True, False, False
         try:
             yield
         finally:
-            self.return_sequences, self.cell.return_gates = saved
+            self.return_sequences, self.cell.return_gates, self.go_backwards = saved
 
     def _torch_loop(self, sequences, initial_state, training, return_sequences):
         """kgates's torch loop for h; one input dropout mask for every step, as Keras."""
