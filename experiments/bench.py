@@ -16,6 +16,8 @@ comes back) and one training step (train_on_batch; the loss reads h) of:
     ... on device          the same work, each array summed over its units coming back
     dashboard numbers      what kgates.TensorBoard computes each dashboard (histograms,
                            saturation, means, memory spans), on the device
+    ... spread             the same with the bucket counts spread over 256 copies of the
+                           buckets (`kgates.cells._backend.SCATTER_COPIES`; not torch)
     dashboard ... NumPy    the same from every gate brought to the host (as before)
     c scan, associative    the LSTM's c recurrence alone, by keras.ops.associative_scan
     c scan, doubling       ... by log2(T) passes of shifted copies
@@ -59,6 +61,7 @@ import keras
 import numpy as np
 
 import kgates
+from kgates.cells import _backend
 from kgates.inspect._events import histogram_proto
 from kgates.inspect._memory import Memory, has_memory
 from kgates.inspect._stats import gate_statistics, valid_values
@@ -204,6 +207,16 @@ def _trace_runs(family: str, units: int, steps: int, x, groups) -> dict:
         # The dashboards' numbers (histograms, saturation, means, memory spans), computed
         # on the device as kgates.TensorBoard does.
         runs[f"dashboard numbers(keras {name})"] = {"forward": lambda: tracer.summaries(x)}
+        if keras.backend.backend() != "torch":  # (torch counts with bincount)
+            # The same with the bucket counts' scatter spread over copies of the
+            # buckets, a candidate for GPUs (`_backend.SCATTER_COPIES`): compiled so.
+            spread = kgates.Tracer(stock)
+            _backend.SCATTER_COPIES, default = 256, _backend.SCATTER_COPIES
+            try:
+                spread.summaries(x)
+            finally:
+                _backend.SCATTER_COPIES = default
+            runs["dashboard numbers, spread"] = {"forward": lambda: spread.summaries(x)}
     if "numpy" in groups:  # as it was done before: every gate to the host, then NumPy
         runs["dashboard numbers via NumPy"] = {"forward": lambda: _numbers_on_the_host(tracer, x)}
     return runs

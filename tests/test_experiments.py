@@ -77,7 +77,7 @@ def test_bench_variants_time_only_the_groups_asked_for(tmp_path):
     assert set(lstm["median_s"]) == {"keras LSTM"} | {f"c scan, {m}" for m in kgates.SCAN_METHODS}
     assert set(gru["median_s"]) == {"keras GRU"}  # the c scans are the LSTM's
     report = _load("bench").main(["--smoke", "--variants", "layers", "trace"])
-    assert set(report["results"][0]["median_s"]) == {
+    want = {
         "keras LSTM",
         "kgates LSTM",
         "kgates LSTM+gates",
@@ -86,6 +86,9 @@ def test_bench_variants_time_only_the_groups_asked_for(tmp_path):
         "trace(keras LSTM) on device",
         "dashboard numbers(keras LSTM)",
     }
+    if keras.backend.backend() != "torch":  # torch counts buckets with bincount
+        want.add("dashboard numbers, spread")
+    assert set(report["results"][0]["median_s"]) == want
 
 
 @pytest.mark.once  # its workers are `kgates tune` processes, on this session's backend

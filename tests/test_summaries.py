@@ -9,6 +9,7 @@ from helpers import padded
 from reference import randomize
 
 import kgates
+from kgates.cells import _backend
 from kgates.inspect._events import histogram_proto
 from kgates.inspect._memory import Memory, has_memory
 from kgates.inspect._stats import gate_statistics, unit_saturation
@@ -39,11 +40,14 @@ def _assert_histogram(got, values):
 
 
 @pytest.mark.parametrize(
-    ("compiled", "steps"),
-    [(True, 9), (False, 9), (True, None)],
-    ids=["compiled", "eager", "variable-time"],
+    ("compiled", "steps", "copies"),
+    [(True, 9, 1), (False, 9, 1), (True, None, 1), (True, 9, 16)],
+    ids=["compiled", "eager", "variable-time", "spread-scatter"],
 )
-def test_device_summaries_equal_the_numpy_statistics_of_the_trace(compiled, steps, rng):
+def test_device_summaries_equal_the_numpy_statistics_of_the_trace(
+    compiled, steps, copies, rng, monkeypatch
+):
+    monkeypatch.setattr(_backend, "SCATTER_COPIES", copies)
     model = _model(rng, steps)
     x, mask = padded(rng, batch=6, time=9, lengths=(None, 5, 1, 7, 9, 3))
     tracer = Tracer(model, compiled=compiled)
@@ -160,3 +164,19 @@ def test_order_statistics_and_medians_by_counting_equal_numpy(kind, rng):
         np.testing.assert_allclose(
             float(_median(values, even)), np.median(values[even > 0]), atol=resolution
         )
+
+
+@pytest.mark.parametrize("copies", [None, 1, 7, 64])
+def test_bucket_counts_over_copies_equal_numpy_bincount(copies, rng):
+    """The scatter spread over copies of the buckets sums the same (torch: bincount)."""
+    index = rng.integers(0, 13, size=1001)
+    index[:5] = 12  # the last bucket, and some buckets left empty below
+    weight = rng.random(1001).astype("float32")
+    got = _backend.bucket_counts(
+        keras.ops.convert_to_tensor(index.astype("int32")),
+        keras.ops.convert_to_tensor(weight),
+        16,
+        copies,
+    )
+    want = np.bincount(index, weights=weight, minlength=16)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(got), want, rtol=1e-5)

@@ -72,14 +72,28 @@ def native_sequential_scan(a, b, initial=None):
     return _torch.linear_scan(a, b, initial)
 
 
-def bucket_counts(index, weight, buckets: int):
+# Copies of the buckets that `bucket_counts`' scatter spreads its entries over (1:
+# none). On a GPU, millions of atomic adds into a few dozen buckets queue on the
+# same addresses; neighbouring entries into different copies should not. Not
+# measured on a GPU yet: `experiments/bench.py` times it beside the default.
+SCATTER_COPIES = 1
+
+
+def bucket_counts(index, weight, buckets: int, copies: int | None = None):
     """Sums of `weight` by bucket `index` (flat tensors, 0 <= index < buckets): torch's
     bincount, which is many times faster there than `keras.ops.segment_sum` (an
-    index sort); `segment_sum` elsewhere (XLA compiles it into a scatter)."""
+    index sort); `segment_sum` elsewhere (XLA compiles it into a scatter), over
+    `copies` copies of the buckets (default `SCATTER_COPIES`), entry k into copy
+    k % copies, then summed."""
     if name() == "torch":
         import torch
 
         return torch.bincount(index, weights=weight, minlength=buckets)[:buckets]
+    copies = SCATTER_COPIES if copies is None else copies
+    if copies > 1:
+        lane = ops.arange(ops.shape(index)[0], dtype="int32") % copies
+        sums = ops.segment_sum(weight, index * copies + lane, buckets * copies)
+        return ops.sum(ops.reshape(sums, (buckets, copies)), axis=1)
     return ops.segment_sum(weight, index, buckets)
 
 
