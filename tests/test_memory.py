@@ -171,3 +171,19 @@ def test_a_decoder_remembers_the_state_its_encoder_passes(rng):
     for t in range(3):  # what the decoder wrote and what is left of the encoder's c
         held = memory.contributions(t).sum(axis=1) + memory.initial(t)
         np.testing.assert_allclose(held, c[:, t], atol=ATOL)
+
+
+@pytest.mark.parametrize("backwards", [False, True], ids=["forwards", "backwards"])
+def test_attention_map_is_every_steps_attention(backwards, rng):
+    """The one-pass map against `attention(t)` row by row (each from running products
+    back from t): padded steps, an initial state, a gate exactly 0, either direction."""
+    keep = rng.random((3, 11, 4))
+    keep[1, 4, 2] = 0.0
+    write = rng.normal(size=(3, 11, 4))
+    valid = np.ones((3, 11), bool)
+    valid[1, 8:] = False
+    valid[2, :3] = False
+    m = Memory(keep, write, valid=valid, backwards=backwards, initial_state=rng.normal(size=(3, 4)))
+    for sequence in range(3):
+        want = np.stack([m.attention(t)[sequence] for t in range(11)])
+        np.testing.assert_allclose(m.attention_map(sequence), want, rtol=1e-12, atol=1e-15)

@@ -158,16 +158,26 @@ class Memory:
         )
 
     def attention_map(self, sequence: int = 0) -> np.ndarray:
-        """`(time, time)`: row t is `attention(t)` of one sequence (for pictures)."""
-        one = slice(sequence, sequence + 1)
-        alone = Memory(
-            self.keep[one],
-            self.write[one],
-            valid=self.valid[one],
-            backwards=self.backwards,
-            initial_state=self.initial_state[one],
-        )
-        return np.stack([alone.attention(t)[0] for t in range(self.keep.shape[1])])
+        """`(time, time)`: row t is `attention(t)` of one sequence (for pictures).
+
+        One pass in processing order carries every step's write forward (each step
+        scales what came before by its keep), instead of taking running products
+        from each t back: time x time x units products in all, not twice that
+        for each of the time rows."""
+        keep, write = self._ordered(self.keep)[sequence], self._ordered(self.write)[sequence]
+        steps = keep.shape[0]
+        held = np.zeros_like(keep)  # row s: what step s wrote that step p still holds
+        initial = np.abs(self.initial_state[sequence])
+        shares = np.zeros((steps, steps))
+        for p in range(steps):
+            held[:p] *= keep[p]
+            held[p] = write[p]
+            initial = initial * np.abs(keep[p])
+            row = np.abs(held[: p + 1]).sum(axis=1)
+            total = row.sum() + initial.sum()
+            if total > 0:
+                shares[p, : p + 1] = row / total
+        return shares[::-1, ::-1] if self.backwards else shares
 
 
 def memory(model: keras.Model, x, mask=None, layers=None) -> dict[str, Memory]:
