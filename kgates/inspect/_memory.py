@@ -161,9 +161,9 @@ class Memory:
         """`(time, time)`: row t is `attention(t)` of one sequence (for pictures).
 
         One pass in processing order carries every step's write forward (each step
-        scales what came before by its keep), instead of taking running products
-        from each t back: time x time x units products in all, not twice that
-        for each of the time rows."""
+        scales what came before by its keep): about time x time x units / 2
+        products, where running products back from each t took 2 x time x units
+        per row, 2 x time x time x units in all."""
         keep, write = self._ordered(self.keep)[sequence], self._ordered(self.write)[sequence]
         steps = keep.shape[0]
         held = np.zeros_like(keep)  # row s: what step s wrote that step p still holds
