@@ -104,15 +104,19 @@ def _fused_lstm_in_time_order(calls):
     cuDNN there."""
 
     def kernel(inputs, h0, c0, mask, kernel, recurrent_kernel, bias, *args, **kwargs):
-        if mask is not None:
+        if mask is not None:  # Keras then falls back to its stepped loop
             raise NotImplementedError
-        calls.append(kwargs.get("go_backwards", False))
-        x = npy(inputs)[:, ::-1] if kwargs.get("go_backwards") else npy(inputs)
-        weights = {"kernel": npy(kernel), "recurrent_kernel": npy(recurrent_kernel)}
-        weights["bias"] = npy(bias)
+        backwards = kwargs.get("go_backwards", False)
+        calls.append(backwards)
+        x = npy(inputs)[:, ::-1] if backwards else npy(inputs)
+        weights = {
+            "kernel": npy(kernel),
+            "recurrent_kernel": npy(recurrent_kernel),
+            "bias": npy(bias),
+        }
         ref = lstm_reference(x, weights, h0.shape[-1], initial=(npy(h0), npy(c0)))
         h, c = ref["h"].astype("float32"), ref["c"][:, -1].astype("float32")
-        seq = h[:, ::-1] if kwargs.get("go_backwards") else h
+        seq = h[:, ::-1] if backwards else h
         out = seq if kwargs.get("return_sequences") else h[:, -1:]
         last, out, c = (keras.ops.convert_to_tensor(v) for v in (h[:, -1], out, c))
         return last, out, [last, c]
