@@ -11,6 +11,8 @@ comes back) and one training step (train_on_batch; the loss reads h) of:
     kgates RNN(cell)+gates   ... with return_gates=True
     kgates LSTM            kgates.LSTM
     kgates LSTM+gates      kgates.LSTM(return_gates=True)
+    ... Triton scan        the same with c by one Triton kernel each way (torch on CUDA:
+                           `kgates.cells._backend.FUSED_SCAN`; LSTM only)
     keras LSTM h->host     the keras LSTM's h sequence as a NumPy array (forward only)
     trace(keras LSTM)      kgates.Tracer on that model: h and every gate as NumPy
     ... on device          the same work, each array summed over its units coming back
@@ -22,6 +24,7 @@ comes back) and one training step (train_on_batch; the loss reads h) of:
     c scan, associative    the LSTM's c recurrence alone, by keras.ops.associative_scan
     c scan, doubling       ... by log2(T) passes of shifted copies
     c scan, sequential     ... and by keras.ops.scan (kgates picks per backend and device)
+    ... Triton             ... by one Triton kernel (torch on CUDA)
 
 (and the same for the GRU with --family gru, or both with --family lstm gru;
 the c scans for the LSTM only). Medians of --repeats runs after warm-up, the
@@ -169,6 +172,19 @@ def _scan_model(method, steps, units):
     return keras.Model(inputs, _Scan(method, units)(inputs)[:, -1])
 
 
+def _with_fused_scan(fn):
+    """`fn`, run with torch's sequential scan fused into one Triton kernel each way."""
+
+    def run():
+        _backend.FUSED_SCAN = True
+        try:
+            return fn()
+        finally:
+            _backend.FUSED_SCAN = False
+
+    return run
+
+
 def _numbers_on_the_host(tracer, x) -> None:
     for gates in tracer(x).values():
         gate_statistics(gates)
@@ -237,11 +253,20 @@ def bench(family: str, batch: int, steps: int, units: int, repeats: int, groups=
             "forward": lambda f=forward: np.asarray(f.predict_on_batch(x)),
             "train": lambda t=train: t.train_on_batch(x, y),
         }
+    # torch on CUDA: c by one Triton kernel, a candidate (off by default until measured)
+    triton = family == "lstm" and _backend.fused_scan_available(keras.ops.zeros((1,)))
+    if triton and "layers" in groups:
+        name = "kgates LSTM+gates"
+        runs[f"{name}, Triton scan"] = {k: _with_fused_scan(f) for k, f in runs[name].items()}
     runs.update(_trace_runs(family, units, steps, x, groups))
     if "scan" in groups and family == "lstm":  # c from (f, i*g): which is faster
         for method in kgates.SCAN_METHODS:
             scan = _scan_model(method, steps, units)
             runs[f"c scan, {method}"] = {"forward": lambda m=scan: m.predict_on_batch(x[..., :1])}
+        if triton:
+            runs["c scan, sequential, Triton"] = {
+                "forward": _with_fused_scan(runs["c scan, sequential"]["forward"])
+            }
     jobs = [(name, kind, fn) for name, fns in runs.items() for kind, fn in fns.items()]
     for _, _, fn in jobs:  # warm-up: compile
         fn()

@@ -7,12 +7,13 @@
 #     OUT=/tmp/out PARTS="1 3" bash experiments/gpu.sh   # some parts
 #
 # In order of importance, each step under a time limit so that a short lease still
-# returns the first ones (about 16 minutes at most in all; on an H200 the speed
+# returns the first ones (about 17 minutes at most in all; on an H200 the speed
 # table took 4 minutes per backend, so a 15-minute lease needs two calls, e.g.
 # PARTS="1 2" then PARTS="1 3 4"):
 #   1. the Bidirectional check (JAX, torch; float32, TF32 off, tolerance 1e-4);
 #   2. the speed table: Keras's layer against kgates's with and without gates,
-#      LSTM then GRU, B 32/256, T 50/500, units 128/512, with the gate check;
+#      LSTM then GRU, B 32/256, T 50/500, units 128/512, with the gate check (torch
+#      first: its LSTM rows time the c scan as one Triton kernel beside the stepped one);
 #   3. the dashboards' cost on the callback task scaled up (B=256, T=500, units=512);
 #   4. the trace, the dashboards' numbers and the c scans at B=256 (the dashboards'
 #      default probe), T=500, units 512/128.
@@ -40,10 +41,10 @@ if [[ $PARTS == *" 1 "* ]]; then
   done
 fi
 if [[ $PARTS == *" 2 "* ]]; then
+  step 240 torch python3 experiments/bench.py --sizes gpu --family lstm gru --variants layers \
+    --repeats 5 --json "$OUT/bench_torch.json"
   step 240 jax python3 experiments/bench.py --sizes gpu --family lstm gru --variants layers \
     --repeats 5 --json "$OUT/bench_jax.json"
-  step 180 torch python3 experiments/bench.py --sizes gpu --family lstm gru --variants layers \
-    --repeats 5 --json "$OUT/bench_torch.json"
 fi
 if [[ $PARTS == *" 3 "* ]]; then
   for backend in jax torch; do

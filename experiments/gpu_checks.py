@@ -9,6 +9,10 @@ pair; this checks that gated kgates layers keep their gates there.
 Prints one row per case (the largest |difference|, within 1e-4 in float32: on a
 GPU with TF32 off, see TOLERANCE) and exits 1 if any case fails.
 `experiments/gpu.sh` runs it with the timings.
+
+On torch where Triton runs, the cases run again with the c scan as one Triton
+kernel (`kgates.cells._backend.FUSED_SCAN`), after a check of that scan alone
+against a float64 loop, values and gradients.
 """
 
 from __future__ import annotations
@@ -74,18 +78,58 @@ def case(family: str, return_sequences: bool, masked: bool, rng) -> dict:
     return result
 
 
+def scan_case(rng) -> dict:
+    """torch's c scan as one Triton kernel each way, on the device, against the
+    stepped scan in float64 (tests/test_scan.py holds that to float64 differences):
+    s and the gradients of a weighted sum, largest |difference| over largest |value|."""
+    import torch
+
+    from kgates.cells import _torch
+
+    shape = (64, 300, 200)  # 200 units: a partial second block of the kernel
+    a, b, w = rng.uniform(0.5, 1.0, shape), rng.normal(size=shape), rng.normal(size=shape)
+    s0 = rng.normal(size=(64, 200))
+    result = {}
+    here = keras.ops.zeros((1,)).device  # Keras's device (CUDA on a GPU)
+    for fused, dtype, device in ((True, torch.float32, here), (False, torch.float64, "cpu")):
+        values = [
+            torch.tensor(v, dtype=dtype, device=device, requires_grad=True) for v in (a, b, s0)
+        ]
+        s = _torch.linear_scan(*values, fused=fused)
+        grads = torch.autograd.grad(
+            torch.sum(torch.tensor(w, dtype=dtype, device=device) * s), values
+        )
+        result[fused] = [v.detach().double().cpu().numpy() for v in (s, *grads)]
+    relative = max(
+        float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+        for got, want in zip(result[True], result[False])
+    )
+    return {
+        "family": "c scan (Triton)",
+        "return_sequences": None,
+        "masked": None,
+        "shape_ok": True,
+        "max_difference": relative,
+        "ok": relative <= TOLERANCE,
+    }
+
+
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     device = kgates.cells._backend.device_of(keras.ops.zeros((1,)))
-    results = [
-        case(family, sequences, masked, rng)
-        for family, sequences, masked in itertools.product(
-            ("lstm", "gru"), (True, False), (False, True)
-        )
-    ]
+    cases = list(itertools.product(("lstm", "gru"), (True, False), (False, True)))
+    results = [case(*c, rng) for c in cases]
+    if kgates.cells._backend.fused_scan_available(keras.ops.zeros((1,))):
+        results.append(scan_case(rng))
+        kgates.cells._backend.FUSED_SCAN = True
+        try:
+            for r in (case(*c, rng) for c in cases if c[0] == "lstm"):
+                results.append({**r, "family": "lstm, Triton scan"})
+        finally:
+            kgates.cells._backend.FUSED_SCAN = False
     tf32 = os.environ.get("NVIDIA_TF32_OVERRIDE")
     print(
         f"Bidirectional(kgates layer, return_gates=True), {keras.backend.backend()} on "

@@ -6,7 +6,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-SESSION_OF = {"processes": "tensorflow", "once": "torch"}
+SESSION_OF = {"processes": "tensorflow", "once": "torch", "torch_only": "torch"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -15,12 +15,13 @@ def pytest_collection_modifyitems(config, items):
     a user does, on the default backend, so in the TensorFlow session only. Tests
     marked `once` run whole scripts or searches whose parts are tested on every
     backend elsewhere: in the torch session only, the fastest at their small models
-    (about a quarter of TensorFlow's time) and a backend the studies run on GPUs."""
+    (about a quarter of TensorFlow's time) and a backend the studies run on GPUs.
+    Tests marked `torch_only` test torch's own code: in the torch session only."""
     backend = keras.backend.backend()
     deselected = [
         item
         for item in items
-        if any(mark in item.keywords and backend != ran for mark, ran in SESSION_OF.items())
+        if any(item.get_closest_marker(mark) and backend != ran for mark, ran in SESSION_OF.items())
     ]
     if deselected:
         config.hook.pytest_deselected(items=deselected)

@@ -12,7 +12,7 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "kgates"
 TIERS = ("cells", "inspect", "study")
-BACKEND_MODULES = {"cells/_backend.py", "cells/_torch.py"}
+BACKEND_MODULES = {"cells/_backend.py", "cells/_torch.py", "cells/_triton.py"}
 BACKEND_CODE = re.compile(
     r"backend\.backend\(\)|^\s*(import|from) (torch|jax|tensorflow)\b"
     r"|[=!]= \"(torch|jax|tensorflow)\""

@@ -2,13 +2,16 @@
 
 The rest of kgates is written in `keras.ops`. What cannot be: which device a
 tensor lives on, the fastest scan per backend, torch's own loops (a speed
-copy of the cell equations, `_torch.py`), and a compiled gradient with
-respect to extra inputs (each backend's autodiff).
+copy of the cell equations, `_torch.py`, and its scan as a Triton kernel,
+`_triton.py`), and a compiled gradient with respect to extra inputs (each
+backend's autodiff).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
+import os
 from collections.abc import Callable
 
 import keras
@@ -62,14 +65,35 @@ def default_scan() -> str:
     return "associative"
 
 
+# torch's sequential scan on CUDA tensors as one Triton kernel each way (`_triton.py`)
+# instead of one addcmul launch a step (23 µs a step on an H200). Off until measured
+# on a GPU: experiments/bench.py times both, experiments/gpu_checks.py checks it.
+FUSED_SCAN = False
+
+
+def fused_scan_available(x) -> bool:
+    """Whether Triton can run the fused scan on `x`: a torch tensor on CUDA, or any
+    torch tensor under Triton's interpreter (TRITON_INTERPRET=1), where Triton is
+    installed."""
+    if name() != "torch" or not _triton_installed():
+        return False
+    return x.device.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
+
+
+@functools.cache
+def _triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
 def native_sequential_scan(a, b, initial=None):
     """torch's sequential scan (one addcmul a step, the reverse recurrence as its
-    backward), or None where `keras.ops.scan` is the right loop."""
+    backward; fused into one kernel each way where `FUSED_SCAN` is on and Triton
+    runs), or None where `keras.ops.scan` is the right loop."""
     if name() != "torch":
         return None
     from kgates.cells import _torch
 
-    return _torch.linear_scan(a, b, initial)
+    return _torch.linear_scan(a, b, initial, fused=FUSED_SCAN and fused_scan_available(b))
 
 
 # Copies of the buckets that `bucket_counts`' scatter spreads its entries over (1:

@@ -57,10 +57,14 @@ class _LinearScan(torch.autograd.Function):
         return da, ds, ds_0
 
 
-def linear_scan(a, b, initial=None):
+def linear_scan(a, b, initial=None, fused: bool = False):
     """s_t = a_t * s_tm1 + b_t along axis 1, from s_0 = `initial` (zeros if None): one
-    `addcmul` a step each way."""
+    `addcmul` a step each way, or with `fused` one Triton kernel each way (`_triton.py`)."""
     s_0 = torch.zeros_like(b[:, 0]) if initial is None else initial.to(b.dtype)
+    if fused:
+        from kgates.cells import _triton
+
+        return _triton.linear_scan(a.to(b.dtype), b, s_0)
     return _LinearScan.apply(a.to(b.dtype), b, s_0)
 
 
