@@ -64,8 +64,9 @@ def _backward(
         at = first + t * units
         d = tl.load(grad_ptr + at, mask=keep, other=0.0).to(ACC) + a_next * d
         tl.store(db_ptr + at, d.to(db_ptr.dtype.element_ty), mask=keep)
-        s_prev = tl.load(s_ptr + at - units, mask=keep & (t > 0), other=0.0).to(ACC)
-        s_prev = tl.where(t > 0, s_prev, s0)
+        later = at > first  # t > 0 as a tensor: Triton 3.9's interpreter masks by no bool
+        s_prev = tl.load(s_ptr + at - units, mask=keep & later, other=0.0).to(ACC)
+        s_prev = tl.where(later, s_prev, s0)
         tl.store(da_ptr + at, (d * s_prev).to(da_ptr.dtype.element_ty), mask=keep)
         a_next = tl.load(a_ptr + at, mask=keep, other=0.0).to(ACC)
     tl.store(ds0_ptr + row * units + unit, (a_next * d).to(ds0_ptr.dtype.element_ty), mask=keep)
