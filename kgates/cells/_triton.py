@@ -12,6 +12,8 @@ Triton is installed (with torch for CUDA); Triton's interpreter
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import triton
 import triton.language as tl
@@ -72,10 +74,13 @@ def _backward(
     tl.store(ds0_ptr + row * units + unit, (a_next * d).to(ds0_ptr.dtype.element_ty), mask=keep)
 
 
-def _launch(kernel, batch: int, units: int, dtype, *args) -> None:
-    acc = tl.float64 if dtype == torch.float64 else tl.float32  # halves add in float32
+def _launch(kernel, like, *args) -> None:
+    """`kernel` over the (batch, time, units) tensor `like`: a program per row and block."""
+    batch, _, units = like.shape
+    acc = tl.float64 if like.dtype == torch.float64 else tl.float32  # halves add in float32
     grid = (batch, triton.cdiv(units, BLOCK))  # rows first: up to 2**31 - 1
-    kernel[grid](*args, units, ACC=acc, BLOCK=BLOCK)
+    with torch.cuda.device(like.device) if like.is_cuda else contextlib.nullcontext():
+        kernel[grid](*args, units, ACC=acc, BLOCK=BLOCK)  # on the tensors' GPU
 
 
 class _LinearScan(torch.autograd.Function):
@@ -84,10 +89,9 @@ class _LinearScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, b, s_0):
-        batch, steps, units = b.shape
         s = torch.empty_like(b)
         if s.numel():
-            _launch(_forward, batch, units, b.dtype, a, b, s_0, s, steps)
+            _launch(_forward, s, a, b, s_0, s, s.shape[1])
         ctx.save_for_backward(a, s, s_0)
         return s
 
@@ -95,12 +99,9 @@ class _LinearScan(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad):
         a, s, s_0 = ctx.saved_tensors
-        batch, steps, units = s.shape
         da, db, ds_0 = torch.empty_like(a), torch.empty_like(s), torch.zeros_like(s_0)
         if s.numel():
-            _launch(
-                _backward, batch, units, s.dtype, a, s, s_0, grad.contiguous(), da, db, ds_0, steps
-            )
+            _launch(_backward, s, a, s, s_0, grad.contiguous(), da, db, ds_0, s.shape[1])
         return da, db, ds_0
 
 
