@@ -132,6 +132,30 @@ def test_a_record_is_the_trace_bounded_in_float16(model, rng):
         explorer_record(traced, steps=0)
 
 
+def test_unit_quantiles_leave_out_non_finite_values_unit_by_unit(rng):
+    # A diverged model: NaN and inf here and there, a unit with one finite value, a
+    # unit with none; padded steps of the second sequence are left out too.
+    values = rng.normal(size=(3, 20, 5)).astype("float32")
+    values[0, :7, 0], values[2, 3, 0], values[1, 2, 1] = np.nan, np.inf, -np.inf
+    values[..., 3] = np.nan
+    values[0, 5, 3] = 0.25
+    values[..., 4] = np.inf
+    padded = np.zeros(values.shape, bool)
+    padded[1, 12:] = True
+    traced = {"rnn": {"h": np.ma.masked_array(values, mask=padded)}}
+    meta, arrays = explorer_record(traced, sequences=3, steps=20, units=5)
+    real = arrays["rnn/h"][arrays["valid"].astype(bool)].astype(np.float64)  # as stored
+    got = meta["layers"][0]["quantiles"]["h"]
+    for unit in range(5):
+        column = real[:, unit][np.isfinite(real[:, unit])]
+        if unit == 4:
+            assert got[unit] == [None] * 5
+            continue
+        want = np.quantile(column, meta["quantile_levels"])
+        np.testing.assert_allclose(got[unit], want, atol=1e-4, err_msg=f"unit {unit}")
+    assert got[3] == [0.25] * 5
+
+
 def test_the_callback_writes_records_every_explorer_freq_dashboards_and_at_the_end(
     model, rng, tmp_path
 ):

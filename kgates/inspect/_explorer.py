@@ -199,15 +199,25 @@ def explorer_record(
 
 
 def _unit_quantiles(real: np.ndarray, units: int) -> list:
-    """Each unit's `QUANTILES` over its finite values at real steps `(steps, units)`;
-    None where it has none (a diverged model's NaN and inf are left out)."""
-    quantiles = np.full((units, len(QUANTILES)), np.nan)
+    """Each unit's `QUANTILES` over its finite values at real steps `(steps, units)`
+    (linear interpolation, as `numpy.quantile`); None where it has none (a diverged
+    model's NaN and inf are left out). One sort for all units."""
     finite = np.isfinite(real)
-    for unit in range(units):
-        values = real[finite[:, unit], unit]
-        if len(values):
-            quantiles[unit] = np.quantile(values, QUANTILES)
-    return finite_json(np.round(quantiles, 4).tolist())
+    count = finite.sum(axis=0)
+    if not count.any():
+        return [[None] * len(QUANTILES)] * units
+    # per unit along a contiguous axis (faster than down the columns), finite values first
+    ordered = np.sort(np.ascontiguousarray(np.where(finite, real, np.inf).T), axis=1)
+    last = np.maximum(count - 1, 0)
+    position = np.asarray(QUANTILES)[:, None] * last  # (quantiles, units)
+    below = np.floor(position).astype(np.intp)
+    above = np.minimum(below + 1, last)
+    columns = np.arange(units)
+    low = ordered[columns, below].astype(np.float64)
+    high = ordered[columns, above].astype(np.float64)
+    with np.errstate(invalid="ignore"):  # inf - inf in units without a finite value
+        quantiles = np.where(count > 0, low + (high - low) * (position - below), np.nan)
+    return finite_json(np.round(quantiles.T, 4).tolist())
 
 
 def finite_json(value):
