@@ -18,6 +18,8 @@ comes back) and one training step (train_on_batch; the loss reads h) of:
     ... on device          the same work, each array summed over its units coming back
     dashboard numbers      what kgates.TensorBoard computes each dashboard (histograms,
                            saturation, means, memory spans), on the device
+    ... Triton scan        the trace on the device and the dashboards' numbers with their
+                           scans by the Triton kernel (torch on CUDA; LSTM only)
     ... spread             the same with the bucket counts spread over 256 copies of the
                            buckets (`kgates.cells._backend.SCATTER_COPIES`; not torch)
     dashboard ... NumPy    the same from every gate brought to the host (as before)
@@ -223,6 +225,12 @@ def _trace_runs(family: str, units: int, steps: int, x, groups) -> dict:
         # The dashboards' numbers (histograms, saturation, means, memory spans), computed
         # on the device as kgates.TensorBoard does.
         runs[f"dashboard numbers(keras {name})"] = {"forward": lambda: tracer.summaries(x)}
+        if family == "lstm" and _backend.fused_scan_available(keras.ops.zeros((1,))):
+            # torch on CUDA: the trace's c and the memory spans by the Triton scan
+            rows = {"trace on device": "trace(keras LSTM) on device"}
+            rows["dashboard numbers"] = "dashboard numbers(keras LSTM)"
+            for short, row in rows.items():
+                runs[f"{short}, Triton scan"] = {"forward": _with_fused_scan(runs[row]["forward"])}
         if keras.backend.backend() != "torch":  # (torch counts with bincount)
             # The same with the bucket counts' scatter spread over copies of the
             # buckets, a candidate for GPUs (`_backend.SCATTER_COPIES`): compiled so.

@@ -111,8 +111,19 @@ def main(argv=None) -> dict:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for tests")
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument(
+        "--triton-scan",
+        action="store_true",
+        help="torch on CUDA: every c scan (training, trace, memory spans) by the Triton kernel",
+    )
     args = parser.parse_args(argv)
     size = SMOKE if args.smoke else SIZES[args.size]
+    if args.triton_scan:
+        from kgates.cells import _backend
+
+        if not _backend.fused_scan_available(keras.ops.zeros((1,))):
+            parser.error("--triton-scan: needs torch on CUDA with Triton installed")
+        _backend.FUSED_SCAN = True
     WORK["dashboards"].clear()
     WORK["drawing"].clear()
     WORK["explorer"].clear()
@@ -167,6 +178,7 @@ def main(argv=None) -> dict:
         "backend": keras.backend.backend(),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
         "size": size,
+        "triton_scan": args.triton_scan,
         "median_epoch_s": median,
         "first_epoch_s": first,
         "base": base,

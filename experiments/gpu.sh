@@ -7,14 +7,16 @@
 #     OUT=/tmp/out PARTS="1 3" bash experiments/gpu.sh   # some parts
 #
 # In order of importance, each step under a time limit so that a short lease still
-# returns the first ones (about 17 minutes at most in all; on an H200 the speed
+# returns the first ones (about 19 minutes at most in all; on an H200 the speed
 # table took 4 minutes per backend, so a 15-minute lease needs two calls, e.g.
 # PARTS="1 2" then PARTS="1 3 4"):
-#   1. the Bidirectional check (JAX, torch; float32, TF32 off, tolerance 1e-4);
+#   1. the Bidirectional check (JAX, torch; float32, TF32 off, tolerance 1e-4), on
+#      torch also the Triton scan against float64 and the LSTM cases through it;
 #   2. the speed table: Keras's layer against kgates's with and without gates,
 #      LSTM then GRU, B 32/256, T 50/500, units 128/512, with the gate check (torch
 #      first: its LSTM rows time the c scan as one Triton kernel beside the stepped one);
-#   3. the dashboards' cost on the callback task scaled up (B=256, T=500, units=512);
+#   3. the dashboards' cost on the callback task scaled up (B=256, T=500, units=512),
+#      torch also with every c scan by the Triton kernel;
 #   4. the trace, the dashboards' numbers and the c scans at B=256 (the dashboards'
 #      default probe), T=500, units 512/128.
 # Under $OUT: log.txt (everything printed) and one JSON per step and backend;
@@ -51,6 +53,8 @@ if [[ $PARTS == *" 3 "* ]]; then
     step 90 $backend python3 experiments/callback_overhead.py --size gpu \
       --json "$OUT/overhead_$backend.json"
   done
+  step 90 torch python3 experiments/callback_overhead.py --size gpu --triton-scan \
+    --json "$OUT/overhead_torch_triton.json"
 fi
 if [[ $PARTS == *" 4 "* ]]; then
   for backend in jax torch; do
@@ -58,7 +62,7 @@ if [[ $PARTS == *" 4 "* ]]; then
       --variants trace scan --repeats 5 --json "$OUT/trace_$backend.json"
   done
 fi
-grep -A10 "^Bidirectional" "$LOG"
+grep -A16 "^Bidirectional" "$LOG"
 grep "^== \|largest\|^backend\|^  [nk].*median epoch\|^work added\|^explorer record\|^side by side" "$LOG"
 for f in "$OUT"/bench_*.json "$OUT"/trace_*.json; do
   [ -f "$f" ] && echo "$f" && KERAS_BACKEND=jax python3 experiments/bench.py --table "$f" 2>/dev/null
