@@ -26,25 +26,25 @@ BINS = 30  # as `histogram_proto` and TensorBoard's default
 def histograms(values, weight, bins: int = BINS) -> dict:
     """Count, sum, sum of squares, min, max and `bins` bucket counts (equal widths from
     min to max, as `numpy.histogram`; a constant gets min - 0.5 to max + 0.5) of the
-    entries of each row of `values` `(rows, n)` where `weight` is 1: each statistic
-    `(rows,)`, the counts `(rows, bins)`. One computation for all rows, so that the
-    graph (and its compile time) does not grow with the number of gates."""
+    entries of each row of `values` `(rows, n)` where `weight` is 1 (and 0 elsewhere):
+    each statistic `(rows,)`, the counts `(rows, bins)`. One computation for all rows,
+    so that the graph (and its compile time) does not grow with the number of gates."""
     rows = values.shape[0]
     on = weight > 0
-    values = ops.where(on, values, 0.0)
+    values = ops.where(on, values, 0.0)  # 0 where off: the sums need no weight
     low = ops.min(ops.where(on, values, np.inf), axis=1)
     high = ops.max(ops.where(on, values, -np.inf), axis=1)
     constant = high <= low  # also when there is nothing (inf, -inf)
     start = ops.where(constant, low - 0.5, low)
     start = ops.where(ops.isfinite(start), start, 0.0)
     width = ops.where(constant, 1.0, high - low)
-    index = ops.floor((values - start[:, None]) * (bins / width)[:, None])
-    index = ops.cast(ops.clip(index, 0, bins - 1), "int32") + ops.arange(rows)[:, None] * bins
+    index = ops.clip((values - start[:, None]) * (bins / width)[:, None], 0, bins - 1)
+    index = ops.cast(index, "int32") + ops.arange(rows)[:, None] * bins  # >= 0: floor
     counts = bucket_counts(ops.reshape(index, (-1,)), ops.reshape(weight, (-1,)), rows * bins)
     return {
         "num": ops.sum(weight, axis=1),
-        "sum": ops.sum(values * weight, axis=1),
-        "sum_squares": ops.sum(values * values * weight, axis=1),
+        "sum": ops.sum(values, axis=1),
+        "sum_squares": ops.sum(values * values, axis=1),
         "min": low,
         "max": high,
         "counts": ops.reshape(counts, (rows, bins)),
