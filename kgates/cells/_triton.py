@@ -2,7 +2,7 @@
 
 `_torch.linear_scan` launches one `addcmul` a step, and on a GPU each launch
 costs more than its arithmetic: on an H200 the LSTM's c scan took 23 µs a
-step at B=256, units=512, most of a cuDNN forward pass at T=500
+step at B=256, units=128, 1.12x a whole cuDNN forward pass at T=500
 (experiments/BENCHMARKS.md). Here one program per (batch row, block of units)
 walks the steps in a register, reading a_t and b_t and writing s_t once;
 the backward walks back the same way. Imported only by `_torch.py`, where
