@@ -6,7 +6,8 @@ image_freq), alternating the three in rounds. Two measures:
 
 - the work kgates adds, timed where it happens: the dashboards computed at
   epoch end (trace, gradient flow, histograms) plus the CPU time of drawing
-  the images on their own thread, per epoch, over the median epoch time;
+  the images on their own thread, per epoch, over the median epoch time
+  (and, within a dashboard, its numbers and its gradient flow apart);
 - the side-by-side median epoch times, which on a shared 2-core machine
   wander by +-20% from run to run, so they bound the effect only loosely.
 
@@ -30,13 +31,35 @@ import numpy as np
 import kgates
 import kgates.inspect._callback as kgates_callback  # instrumented: its image drawing is timed
 
-WORK = {"dashboards": [], "drawing": [], "explorer": []}
+WORK = {"dashboards": [], "drawing": [], "explorer": [], "numbers": [], "flow": []}
+
+
+def _timer(fn, key: str):
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)  # NumPy out: what the device did is done
+        WORK[key].append(time.perf_counter() - start)
+        return out
+
+    timed.timed = True
+    return timed
+
+
+def _timed_parts(callback) -> None:
+    """Each dashboard's parts timed too: the numbers (trace and statistics on the
+    device) and the gradient flow. Both are made when training starts."""
+    tracer = callback._tracer
+    if not getattr(tracer.summaries, "timed", False):
+        tracer.summaries = _timer(tracer.summaries, "numbers")
+    if callback._flow is not None and not getattr(callback._flow, "timed", False):
+        callback._flow = _timer(callback._flow, "flow")
 
 
 def _timed_dashboards(callback):
     log_gates = callback.log_gates
 
     def timed(*args, **kwargs):  # the explorer record it writes is timed apart
+        _timed_parts(callback)
         start, records = time.perf_counter(), sum(WORK["explorer"])
         log_gates(*args, **kwargs)
         spent = time.perf_counter() - start - (sum(WORK["explorer"]) - records)
@@ -124,9 +147,8 @@ def main(argv=None) -> dict:
         if not _backend.fused_scan_available(keras.ops.zeros((1,))):
             parser.error("--triton-scan: needs torch on CUDA with Triton installed")
         _backend.FUSED_SCAN = True
-    WORK["dashboards"].clear()
-    WORK["drawing"].clear()
-    WORK["explorer"].clear()
+    for timings in WORK.values():
+        timings.clear()
     with tempfile.TemporaryDirectory() as logdir:
         runs = {
             "none": lambda probe: [],
@@ -170,7 +192,12 @@ def main(argv=None) -> dict:
     records = WORK["explorer"]
     record_s = float(np.median(records)) if records else 0.0
     plain = WORK["dashboards"]  # without the records
-    steady = [t for k, t in enumerate(plain) if 0 < k % per_run < size["epochs"]]
+    kept = [k for k in range(len(plain)) if 0 < k % per_run < size["epochs"]]
+    steady = [plain[k] for k in kept]
+    parts = {  # of a steady dashboard: its numbers and gradient flow (one call each)
+        key: float(np.median([WORK[key][k] for k in kept])) if kept and WORK[key] else None
+        for key in ("numbers", "flow")
+    }
     added = (np.median(steady) if steady else 0.0) + sum(WORK["drawing"]) / epochs
     work = float(added / median[base])
     compile_s = float(np.median(plain[::per_run]))
@@ -185,6 +212,8 @@ def main(argv=None) -> dict:
         "overhead_vs_keras_tensorboard": overhead,
         "overhead_total_with_first_epoch": total,
         "dashboard_s_median": float(np.median(steady)) if steady else None,
+        "dashboard_numbers_s_median": parts["numbers"],
+        "gradient_flow_s_median": parts["flow"],
         "drawing_cpu_s_per_epoch": float(sum(WORK["drawing"]) / epochs),
         "first_dashboard_s": compile_s,
         "added_work_per_epoch": work,
@@ -202,6 +231,9 @@ def main(argv=None) -> dict:
         f"drawing {result['drawing_cpu_s_per_epoch']:.3f} s CPU = {work:.1%} of an epoch "
         f"(first dashboard, compiling: {compile_s:.2f} s)"
     )
+    if steady:
+        shown = {k: "-" if v is None else f"{v:.3f} s" for k, v in parts.items()}
+        print(f"  of a dashboard: numbers {shown['numbers']}, gradient flow {shown['flow']}")
     print(
         f"explorer record (Gates tab): {record_s:.3f} s each = "
         f"{result['explorer_record_share_of_epoch']:.1%} of an epoch; at explorer_freq=10 "

@@ -63,7 +63,7 @@ if [[ $PARTS == *" 4 "* ]]; then
   done
 fi
 grep -A16 "^Bidirectional" "$LOG"
-grep "^== \|largest\|^backend\|^  [nk].*median epoch\|^work added\|^explorer record\|^side by side" "$LOG"
+grep "^== \|largest\|^backend\|^  [nk].*median epoch\|^work added\|^  of a dashboard\|^explorer record\|^side by side" "$LOG"
 for f in "$OUT"/bench_*.json "$OUT"/trace_*.json; do
   [ -f "$f" ] && echo "$f" && KERAS_BACKEND=jax python3 experiments/bench.py --table "$f" 2>/dev/null
 done

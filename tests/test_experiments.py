@@ -42,6 +42,10 @@ def test_callback_overhead_reports_its_measures(tmp_path):
     # per run: a dashboard per epoch and the end-of-training call
     size = result["size"]
     assert len(result["work_s"]["dashboards"]) == size["rounds"] * (size["epochs"] + 1)
+    # each dashboard's numbers and gradient flow, timed inside it
+    for part in ("numbers", "flow"):
+        assert len(result["work_s"][part]) == len(result["work_s"]["dashboards"])
+    assert 0 < result["gradient_flow_s_median"] < result["dashboard_s_median"]
     assert (tmp_path / "r.json").exists()
 
 
