@@ -7,18 +7,19 @@
 #     OUT=/tmp/out PARTS="1 3" bash experiments/gpu.sh   # some parts
 #
 # In order of importance, each step under a time limit so that a short lease still
-# returns the first ones (about 19 minutes at most in all; on an H200 the speed
-# table took 4 minutes per backend, so a 15-minute lease needs two calls, e.g.
-# PARTS="1 2" then PARTS="1 3 4"):
+# returns the first ones (about 18 minutes at most in all). A 15-minute lease
+# (600 s a call) fits PARTS="1 2" then PARTS="3 4"; part 5 when time is left:
 #   1. the Bidirectional check (JAX, torch; float32, TF32 off, tolerance 1e-4), on
 #      torch also the Triton scan against float64 and the LSTM cases through it;
-#   2. the speed table: Keras's layer against kgates's with and without gates,
-#      LSTM then GRU, B 32/256, T 50/500, units 128/512, with the gate check (torch
-#      first: its LSTM rows time the c scan as one Triton kernel beside the stepped one);
+#   2. torch's speed table: Keras's layer against kgates's with and without gates,
+#      LSTM then GRU, B 32/256, T 50/500, units 128/512, with the gate check; its
+#      LSTM rows time the c scan as one Triton kernel beside the stepped one;
 #   3. the dashboards' cost on the callback task scaled up (B=256, T=500, units=512),
 #      torch also with every c scan by the Triton kernel;
 #   4. the trace, the dashboards' numbers and the c scans at B=256 (the dashboards'
-#      default probe), T=500, units 512/128.
+#      default probe), T=500, units 512/128;
+#   5. JAX's speed table, as part 2 (measured on an H200 on 2026-12-04; its layers
+#      have not changed since).
 # Under $OUT: log.txt (everything printed) and one JSON per step and backend;
 # the tables are printed again last.
 set -u
@@ -35,7 +36,7 @@ step() {  # step SECONDS BACKEND COMMAND...: run, logged, cut at SECONDS
   echo "== exit $? at $(date +%T)" >>"$LOG"
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >>"$LOG" 2>&1
-PARTS=" ${PARTS:-1 2 3 4} "
+PARTS=" ${PARTS:-1 2 3 4 5} "
 if [[ $PARTS == *" 1 "* ]]; then
   for backend in jax torch; do  # float32: TF32 off
     NVIDIA_TF32_OVERRIDE=0 JAX_DEFAULT_MATMUL_PRECISION=highest \
@@ -45,8 +46,6 @@ fi
 if [[ $PARTS == *" 2 "* ]]; then
   step 240 torch python3 experiments/bench.py --sizes gpu --family lstm gru --variants layers \
     --repeats 5 --json "$OUT/bench_torch.json"
-  step 240 jax python3 experiments/bench.py --sizes gpu --family lstm gru --variants layers \
-    --repeats 5 --json "$OUT/bench_jax.json"
 fi
 if [[ $PARTS == *" 3 "* ]]; then
   for backend in jax torch; do
@@ -61,6 +60,10 @@ if [[ $PARTS == *" 4 "* ]]; then
     step 100 $backend python3 experiments/bench.py --batch 256 --steps 500 --units 512 128 \
       --variants trace scan --repeats 5 --json "$OUT/trace_$backend.json"
   done
+fi
+if [[ $PARTS == *" 5 "* ]]; then
+  step 240 jax python3 experiments/bench.py --sizes gpu --family lstm gru --variants layers \
+    --repeats 5 --json "$OUT/bench_jax.json"
 fi
 grep -A16 "^Bidirectional" "$LOG"
 grep "^== \|largest\|^backend\|^  [nk].*median epoch\|^work added\|^  of a dashboard\|^explorer record\|^side by side" "$LOG"
