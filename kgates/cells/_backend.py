@@ -174,14 +174,16 @@ def tensorflow_summary():
     return summary
 
 
-def compiled_gradient(fn: Callable, owner) -> Callable:
+def compiled_gradient(fn: Callable, owner, then: Callable | None = None) -> Callable:
     """`grad(deltas, *args)`: d fn(deltas, *args) / d deltas, compiled by the backend.
 
     `deltas` is a list of tensors; `owner` is the layer or model whose
     variables `fn` reads (JAX reads them statelessly, so new weights need no
-    recompilation).
+    recompilation). With `then`, `grad` returns `then(gradients, *args)`,
+    compiled with it.
     """
     backend = name()
+    finish = then or (lambda grads, *args: grads)
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -190,7 +192,7 @@ def compiled_gradient(fn: Callable, owner) -> Callable:
             with tf.GradientTape() as tape:
                 tape.watch(deltas)
                 value = fn(deltas, *args)
-            return tape.gradient(value, deltas, unconnected_gradients="zero")
+            return finish(tape.gradient(value, deltas, unconnected_gradients="zero"), *args)
 
         return grad
     if backend == "jax":
@@ -202,7 +204,10 @@ def compiled_gradient(fn: Callable, owner) -> Callable:
             with keras.StatelessScope(state_mapping=list(zip(variables, values))):
                 return fn(deltas, *args)
 
-        jitted = jax.jit(jax.grad(stateless, argnums=1))
+        def finished(values, deltas, *args):
+            return finish(jax.grad(stateless, argnums=1)(values, deltas, *args), *args)
+
+        jitted = jax.jit(finished)
         return lambda deltas, *args: jitted([v.value for v in variables], deltas, *args)
     if backend == "torch":
         import torch
@@ -210,7 +215,9 @@ def compiled_gradient(fn: Callable, owner) -> Callable:
         def grad(deltas, *args):
             deltas = [d.detach().requires_grad_(True) for d in deltas]
             grads = torch.autograd.grad(fn(deltas, *args), deltas, allow_unused=True)
-            return [torch.zeros_like(d) if g is None else g for d, g in zip(deltas, grads)]
+            grads = [torch.zeros_like(d) if g is None else g for d, g in zip(deltas, grads)]
+            with torch.no_grad():
+                return finish(grads, *args)
 
         return grad
     raise NotImplementedError(f"kgates: gradients need autodiff; backend {backend!r} has none.")

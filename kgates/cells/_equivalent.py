@@ -12,7 +12,7 @@ from kgates.cells._layers import GRU, LSTM
 from kgates.cells._lstm import LSTMCell
 
 STOCK_CELLS = (keras.layers.LSTMCell, keras.layers.GRUCell, keras.layers.SimpleRNNCell)
-_NOT_OPTIONS = ("name", "trainable", "return_gates", "implementation")
+NOT_OPTIONS = ("name", "trainable", "return_gates", "implementation")
 
 
 def equivalent_cell(cell, build: bool = True) -> GatedCellMixin:
@@ -56,7 +56,7 @@ def equivalent_layer(layer: keras.layers.RNN, input_shape, **options) -> keras.l
     """A built `kgates.LSTM`/`GRU` with the weights of `layer`'s cell (see
     `equivalent_cell`), its direction, and `options` (e.g. `return_gates=True`)."""
     cell = equivalent_cell(layer.cell, build=False)
-    config = {k: v for k, v in cell.get_config().items() if k not in _NOT_OPTIONS}
+    config = {k: v for k, v in cell.get_config().items() if k not in NOT_OPTIONS}
     kind = LSTM if isinstance(cell, LSTMCell) else GRU
     twin = kind(**config, go_backwards=layer.go_backwards, **options)
     twin.build(tuple(input_shape))

@@ -7,7 +7,8 @@ layer's recurrence is unrolled step by step with an equivalent kgates cell
 sum_t <dL/dy_t, y_t> with respect to those perturbations is dL/dh_t and dL/dc_t,
 through every path, as backpropagation through time sees it. y_t is the layer's
 step output: h_t, followed by the gates when the layer returns them, so a loss on
-the gates counts as well.
+the gates counts as well. On a GPU an LSTM with Keras's options takes one pass of
+its layer instead, which gives the same numbers (`_lstmflow`).
 """
 
 from __future__ import annotations
@@ -16,10 +17,17 @@ import keras
 import numpy as np
 from keras import ops
 
-from kgates.cells._backend import compiled_gradient
+from kgates.cells import _backend
 from kgates.cells._equivalent import copy_weights, equivalent_cell
 from kgates.cells._lstm import LSTMCell
+from kgates.inspect._lstmflow import LSTMFlow, fusable
 from kgates.inspect._walk import KeptStates, ModelWalk, RecurrentPart
+
+# An LSTM with Keras's options can flow through one pass of its layer (`_lstmflow`):
+# None chooses it on a GPU, where that pass is a fused kernel and unrolling the
+# cell is T steps of small kernels; on a CPU unrolling is the faster
+# (experiments/BENCHMARKS.md). True or False forces one way.
+FUSED_LSTM: bool | None = None
 
 
 def _loss_fn(model: keras.Model, with_targets: bool):
@@ -179,7 +187,7 @@ class GradientFlow:
                     patch.deltas.update(zip(names, _chunks(deltas, sizes)))
                     return loss_fn(self.model(x), *y)
 
-                self._upstream[key] = (compiled_gradient(loss, self.model), shapes, sizes)
+                self._upstream[key] = (_backend.compiled_gradient(loss, self.model), shapes, sizes)
             grad, shapes, sizes = self._upstream[key]
             zeros = [ops.zeros(shape, "float32") for n in names for shape in shapes[n]]
             with KeptStates(self.model):  # runs the model: stateful layers move on
@@ -197,23 +205,25 @@ class GradientFlow:
         cell = self._cells.get(part.name)
         if cell is None:
             cell = self._cells[part.name] = equivalent_cell(part.cell)
-        else:
-            copy_weights(part.cell, cell)
         has_c = isinstance(cell, LSTMCell)
         upstream, upstream_states = upstream
         upstream = ops.cast(upstream, "float32")
+        zero_output = getattr(part.layer, "zero_output_for_mask", False)
         if part.name not in self._flows:
-            # a packed output (return_gates): the loss may reach the gates as well
-            cell.return_gates = upstream.shape[-1] > cell.units
-            zero_output = getattr(part.layer, "zero_output_for_mask", False)
-            flow = _flow_fn(cell, has_c, zero_output)
-            self._flows[part.name] = compiled_gradient(flow, cell)
+            one_pass = _backend.device_of(x) == "gpu" if FUSED_LSTM is None else FUSED_LSTM
+            if one_pass and fusable(cell):
+                self._flows[part.name] = LSTMFlow(cell)
+            else:
+                # a packed output (return_gates): the loss may reach the gates as well
+                cell.return_gates = upstream.shape[-1] > cell.units
+                flow = _flow_fn(cell, has_c, zero_output)
+                self._flows[part.name] = _backend.compiled_gradient(flow, cell)
+        flow = self._flows[part.name]
         backwards = part.layer.go_backwards
         x = ops.cast(x, "float32")
         batch, steps = x.shape[0], x.shape[1]
-        if mask is None:
-            mask = ops.ones((batch, steps), "float32")
-        mask = ops.cast(mask, "float32")
+        given = mask is not None
+        mask = ops.cast(mask, "float32") if given else ops.ones((batch, steps), "float32")
         if backwards:
             x, mask = ops.flip(x, axis=1), ops.flip(mask, axis=1)
         width = upstream.shape[-1]
@@ -221,14 +231,20 @@ class GradientFlow:
             upstream_seq, upstream_last = upstream, ops.zeros((batch, width), "float32")
         else:
             upstream_seq, upstream_last = ops.zeros((batch, steps, width), "float32"), upstream
-        zeros = [ops.zeros((steps, batch, cell.units), "float32") for _ in range(2)]
         if init is None:
             init = [ops.zeros((batch, size), "float32") for size in _state_sizes(cell)]
         init = [ops.cast(s, "float32") for s in init]
         finals = [ops.cast(g, "float32") for g in upstream_states] or [
             ops.zeros_like(s) for s in init
         ]
-        grads = self._flows[part.name](zeros, x, mask, upstream_seq, upstream_last, finals, init)
+        if isinstance(flow, LSTMFlow):
+            flow.copy_weights(part.cell)
+            args = (mask if given else None, upstream_seq, upstream_last, finals, init)
+            grads = [ops.swapaxes(g, 0, 1) for g in flow(x, *args, zero_output)]
+        else:
+            copy_weights(part.cell, cell)
+            zeros = [ops.zeros((steps, batch, cell.units), "float32") for _ in range(2)]
+            grads = flow(zeros, x, mask, upstream_seq, upstream_last, finals, init)
         valid = ops.convert_to_numpy(mask) > 0.5
         count = np.maximum(valid.sum(axis=0), 1)
         result = {}

@@ -1,0 +1,74 @@
+"""An LSTM's gradient flow from one pass of its layer against the flow of the cell
+unrolled step by step (itself held to finite differences in test_gradflow.py)."""
+
+import keras
+import numpy as np
+import pytest
+
+import kgates
+import kgates.inspect._gradflow as gradflow
+from kgates.inspect._lstmflow import LSTMFlow
+
+
+def _masked(layer, steps=7, features=3, head=2):
+    inputs = keras.Input((steps, features))
+    out = layer(keras.layers.Masking(0.0)(inputs))
+    return keras.Model(inputs, keras.layers.Dense(head)(out))
+
+
+def _with_states(steps=7, features=3):
+    inputs = keras.Input((steps, features))
+    layer = keras.layers.LSTM(4, return_sequences=True, return_state=True, go_backwards=True)
+    sequence, h, c = layer(keras.layers.Masking(0.0)(inputs))
+    ends = keras.layers.Dense(2)(keras.layers.Concatenate()([h, c]))
+    return keras.Model(inputs, [keras.layers.Dense(2)(sequence), ends])
+
+
+CASES = {
+    # Keras's default carries the output over padded steps; the targets there
+    # are not zero, so their gradients reach the last real step before them
+    "carried outputs": lambda: _masked(keras.layers.LSTM(4, return_sequences=True)),
+    "zero outputs, backwards": lambda: _masked(
+        keras.layers.LSTM(4, return_sequences=True, zero_output_for_mask=True, go_backwards=True)
+    ),
+    "last output": lambda: _masked(keras.layers.LSTM(4)),
+    "a loss on the gates": lambda: _masked(
+        kgates.LSTM(4, return_sequences=True, return_gates=True, go_backwards=True)
+    ),
+    "final states, no targets": _with_states,
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_one_pass_equals_the_unrolled_cell(case, monkeypatch, rng):
+    keras.utils.set_random_seed(3)
+    model = CASES[case]()
+    layer = next(lay for lay in model.layers if isinstance(lay, keras.layers.RNN))
+    for weight in layer.weights:  # large enough that the gates do not sit at 0.5
+        weight.assign(rng.normal(scale=0.6, size=weight.shape))
+    x = rng.normal(size=(5, 7, 3)).astype("float32")
+    lengths = np.array([7, 3, 5, 1, 6])
+    x[np.arange(7)[None] >= lengths[:, None]] = 0.0
+    x[2, 2] = 0.0  # a gap inside a sequence too
+    y = None
+    if len(model.outputs) == 1:
+        model.compile("sgd", "mse")
+        y = rng.normal(size=(5, *model.outputs[0].shape[1:])).astype("float32")
+    flows = {}
+    for fused in (True, False):
+        monkeypatch.setattr(gradflow, "FUSED_LSTM", fused)
+        flow = kgates.GradientFlow(model)
+        flows[fused] = flow(x, y)[layer.name]
+        assert isinstance(flow._flows[layer.name], LSTMFlow) == fused
+    for state in ("h", "c"):
+        want = flows[False][state]
+        assert np.all(want[lengths.max() - 1 :: -1][:4] > 0)  # a gradient to compare
+        np.testing.assert_allclose(flows[True][state], want, rtol=2e-4, atol=1e-7, err_msg=state)
+
+
+def test_only_keras_options_take_one_pass(rng):
+    model = _masked(kgates.LSTM(4, return_sequences=True, variant="NOAF"))
+    x = rng.normal(size=(2, 7, 3)).astype("float32")
+    flow = kgates.GradientFlow(model)
+    flow(x)
+    assert not isinstance(flow._flows[model.layers[2].name], LSTMFlow)
