@@ -27,6 +27,12 @@ comes back) and one training step (train_on_batch; the loss reads h) of:
     c scan, doubling       ... by log2(T) passes of shifted copies
     c scan, sequential     ... and by keras.ops.scan (kgates picks per backend and device)
     ... Triton             ... by one Triton kernel (torch on CUDA)
+    gradient flow, one pass  kgates.GradientFlow of the keras LSTM's model (as the
+                           dashboards run it; no targets), in one pass of the layer
+                           (the fused kernel where there is one; a GPU's default)
+    ... unrolled           ... with the cell unrolled step by step (a CPU's default;
+                           the only way for a GRU)
+    ... Triton scan        the one pass with its scans by the Triton kernel (torch on CUDA)
 
 (and the same for the GRU with --family gru, or both with --family lstm gru;
 the c scans for the LSTM only). Medians of --repeats runs after warm-up, the
@@ -43,7 +49,8 @@ layer of the same size in the same run. Prints a table and writes JSON.
 `--variants` picks groups of rows: `layers` (the Keras layer, kgates's layer with and
 without gates), `cells` (the `RNN(cell)` rows), `trace` (h->host, the trace, the
 dashboards' numbers), `numpy` (the dashboards' numbers via NumPy), `scan` (the c
-scans); all by default. The Keras layer is always timed: it is every ratio's base.
+scans), `flow` (the gradient flows); all by default. The Keras layer is always
+timed: it is every ratio's base.
 
 `--check` first compares the gates of `kgates.LSTM`/`GRU` recomputed from the
 fused kernel's h (`gate_path="recompute"`) with those the kgates cell steps
@@ -67,6 +74,7 @@ import numpy as np
 
 import kgates
 from kgates.cells import _backend
+from kgates.inspect import _gradflow as gradflow
 from kgates.inspect._events import histogram_proto
 from kgates.inspect._memory import Memory, has_memory
 from kgates.inspect._stats import gate_statistics, valid_values
@@ -121,7 +129,7 @@ def _wide(cell, copies):
     return Wide
 
 
-GROUPS = ("layers", "cells", "trace", "numpy", "scan")
+GROUPS = ("layers", "cells", "trace", "numpy", "scan", "flow")
 
 
 def _variants(family: str, units: int) -> dict:
@@ -246,6 +254,30 @@ def _trace_runs(family: str, units: int, steps: int, x, groups) -> dict:
     return runs
 
 
+def _flow_runs(family: str, units: int, steps: int, x, groups) -> dict:
+    """The dashboards' gradient flow of the stock layer's model (no targets: the loss
+    is half the mean squared h): an LSTM's in one pass of its layer and unrolled."""
+    if "flow" not in groups:
+        return {}
+    name = family.upper()
+    inputs = keras.Input((steps, FEATURES))
+    model = keras.Model(inputs, _variants(family, units)[f"keras {name}"]()(inputs))
+    ways = {"one pass": True, "unrolled": False} if family == "lstm" else {"unrolled": False}
+    runs = {}
+    for way, one_pass in ways.items():
+        gradflow.FUSED_LSTM = one_pass  # read once, at a part's first call
+        try:
+            flow = kgates.GradientFlow(model)
+            flow(x)
+        finally:
+            gradflow.FUSED_LSTM = None
+        runs[f"gradient flow, {way}"] = {"forward": lambda f=flow: f(x)}
+    if "one pass" in ways and _backend.fused_scan_available(keras.ops.zeros((1,))):
+        one_pass = runs["gradient flow, one pass"]["forward"]
+        runs["gradient flow, one pass, Triton scan"] = {"forward": _with_fused_scan(one_pass)}
+    return runs
+
+
 def bench(family: str, batch: int, steps: int, units: int, repeats: int, groups=GROUPS) -> dict:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, steps, FEATURES)).astype("float32")
@@ -267,6 +299,7 @@ def bench(family: str, batch: int, steps: int, units: int, repeats: int, groups=
         name = "kgates LSTM+gates"
         runs[f"{name}, Triton scan"] = {k: _with_fused_scan(f) for k, f in runs[name].items()}
     runs.update(_trace_runs(family, units, steps, x, groups))
+    runs.update(_flow_runs(family, units, steps, x, groups))
     if "scan" in groups and family == "lstm":  # c from (f, i*g): which is faster
         for method in kgates.SCAN_METHODS:
             scan = _scan_model(method, steps, units)

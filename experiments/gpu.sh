@@ -7,17 +7,19 @@
 #     OUT=/tmp/out PARTS="1 3" bash experiments/gpu.sh   # some parts
 #
 # In order of importance, each step under a time limit so that a short lease still
-# returns the first ones (about 18 minutes at most in all). A 15-minute lease
-# (600 s a call) fits PARTS="1 2" then PARTS="3 4"; part 5 when time is left:
+# returns the first ones (about 19 minutes at most in all). PARTS="1 2" and then
+# PARTS="3 4" each fit one 600 s call (6.5 and 8.3 minutes at most); part 5 when
+# time is left:
 #   1. the Bidirectional check (JAX, torch; float32, TF32 off, tolerance 1e-4), on
 #      torch also the Triton scan against float64 and the LSTM cases through it;
+#      then an LSTM's gradient flow in one pass of its layer against the unrolled cell;
 #   2. torch's speed table: Keras's layer against kgates's with and without gates,
 #      LSTM then GRU, B 32/256, T 50/500, units 128/512, with the gate check; its
 #      LSTM rows time the c scan as one Triton kernel beside the stepped one;
 #   3. the dashboards' cost on the callback task scaled up (B=256, T=500, units=512),
 #      torch also with every c scan by the Triton kernel;
-#   4. the trace, the dashboards' numbers and the c scans at B=256 (the dashboards'
-#      default probe), T=500, units 512/128;
+#   4. the trace, the dashboards' numbers, the c scans and the gradient flow (one pass
+#      and unrolled) at B=256 (the dashboards' default probe), T=500, units 512/128;
 #   5. JAX's speed table, as part 2 (measured on an H200 on 2026-12-04; its layers
 #      have not changed since).
 # Under $OUT: log.txt (everything printed) and one JSON per step and backend;
@@ -40,7 +42,7 @@ PARTS=" ${PARTS:-1 2 3 4 5} "
 if [[ $PARTS == *" 1 "* ]]; then
   for backend in jax torch; do  # float32: TF32 off
     NVIDIA_TF32_OVERRIDE=0 JAX_DEFAULT_MATMUL_PRECISION=highest \
-      step 60 $backend python3 experiments/gpu_checks.py
+      step 75 $backend python3 experiments/gpu_checks.py
   done
 fi
 if [[ $PARTS == *" 2 "* ]]; then
@@ -57,15 +59,15 @@ if [[ $PARTS == *" 3 "* ]]; then
 fi
 if [[ $PARTS == *" 4 "* ]]; then
   for backend in jax torch; do
-    step 100 $backend python3 experiments/bench.py --batch 256 --steps 500 --units 512 128 \
-      --variants trace scan --repeats 5 --json "$OUT/trace_$backend.json"
+    step 115 $backend python3 experiments/bench.py --batch 256 --steps 500 --units 512 128 \
+      --variants trace scan flow --repeats 5 --json "$OUT/trace_$backend.json"
   done
 fi
 if [[ $PARTS == *" 5 "* ]]; then
   step 240 jax python3 experiments/bench.py --sizes gpu --family lstm gru --variants layers \
     --repeats 5 --json "$OUT/bench_jax.json"
 fi
-grep -A16 "^Bidirectional" "$LOG"
+grep -A18 "^Bidirectional" "$LOG"
 grep "^== \|largest\|^backend\|^  [nk].*median epoch\|^work added\|^  of a dashboard\|^explorer record\|^side by side" "$LOG"
 for f in "$OUT"/bench_*.json "$OUT"/trace_*.json; do
   [ -f "$f" ] && echo "$f" && KERAS_BACKEND=jax python3 experiments/bench.py --table "$f" 2>/dev/null

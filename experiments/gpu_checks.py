@@ -12,7 +12,9 @@ GPU with TF32 off, see TOLERANCE) and exits 1 if any case fails.
 
 On torch where Triton runs, the cases run again with the c scan as one Triton
 kernel (`kgates.cells._backend.FUSED_SCAN`), after a check of that scan alone
-against a float64 loop, values and gradients.
+against a float64 loop, values and gradients. Last, an LSTM's gradient flow in
+one pass of its layer (the fused kernel, what a GPU takes) against the cell
+unrolled step by step, on the device.
 """
 
 from __future__ import annotations
@@ -114,6 +116,43 @@ def scan_case(rng) -> dict:
     }
 
 
+def flow_case(masked: bool, rng) -> dict:
+    """kgates.gradient_flow of a Keras LSTM on the device, one pass of the layer (what
+    a GPU takes) against the cell unrolled step by step (tests/test_lstmflow.py holds
+    the two together, tests/test_gradflow.py the unrolled one to finite differences):
+    largest |difference| of the norms over the largest norm, h and c."""
+    from kgates.inspect import _gradflow
+
+    x = rng.normal(size=(16, 40, 8)).astype("float32")
+    if masked:
+        x[np.arange(40)[None] >= rng.integers(1, 41, 16)[:, None]] = 0.0
+    inputs = keras.Input((40, 8))
+    layer = keras.layers.LSTM(32, return_sequences=True, go_backwards=masked)
+    model = keras.Model(inputs, keras.layers.Dense(2)(layer(keras.layers.Masking(0.0)(inputs))))
+    model.compile("sgd", "mse")
+    _weights(layer, rng)
+    y = rng.normal(size=(16, 40, 2)).astype("float32")
+    flows = {}
+    for one_pass in (True, False):
+        _gradflow.FUSED_LSTM = one_pass
+        try:
+            flows[one_pass] = kgates.gradient_flow(model, x, y)[layer.name]
+        finally:
+            _gradflow.FUSED_LSTM = None
+    relative = max(
+        float(np.max(np.abs(flows[True][k] - flows[False][k])) / np.max(flows[False][k]))
+        for k in ("h", "c")
+    )
+    return {
+        "family": "gradient flow, one pass" + (", backwards" if masked else ""),
+        "return_sequences": True,
+        "masked": masked,
+        "shape_ok": True,
+        "max_difference": relative,
+        "ok": relative <= TOLERANCE,
+    }
+
+
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="write the results here")
@@ -122,6 +161,7 @@ def main(argv=None) -> list[dict]:
     device = kgates.cells._backend.device_of(keras.ops.zeros((1,)))
     cases = list(itertools.product(("lstm", "gru"), (True, False), (False, True)))
     results = [case(*c, rng) for c in cases]
+    results += [flow_case(masked, rng) for masked in (False, True)]
     if kgates.cells._backend.fused_scan_available(keras.ops.zeros((1,))):
         results.append(scan_case(rng))
         kgates.cells._backend.FUSED_SCAN = True
@@ -132,8 +172,8 @@ def main(argv=None) -> list[dict]:
             kgates.cells._backend.FUSED_SCAN = False
     tf32 = os.environ.get("NVIDIA_TF32_OVERRIDE")
     print(
-        f"Bidirectional(kgates layer, return_gates=True), {keras.backend.backend()} on "
-        f"{device}, NVIDIA_TF32_OVERRIDE={tf32}:"
+        f"Bidirectional(kgates layer, return_gates=True) and gradient flow, "
+        f"{keras.backend.backend()} on {device}, NVIDIA_TF32_OVERRIDE={tf32}:"
     )
     print("| layer | return_sequences | mask | shape | largest difference | ok |")
     print("| --- | --- | --- | --- | ---: | --- |")

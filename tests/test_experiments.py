@@ -51,7 +51,7 @@ def test_callback_overhead_reports_its_measures(tmp_path):
 
 def test_gpu_checks_hold_bidirectional_gates_to_the_references(tmp_path):
     results = _load("gpu_checks").main(["--json", str(tmp_path / "c.json")])
-    assert len(results) == 8 and all(r["ok"] for r in results)
+    assert len(results) == 10 and all(r["ok"] for r in results)
     assert all(r["max_difference"] < 1e-5 for r in results)  # float32 on a CPU
     assert json.load(open(tmp_path / "c.json"))["cases"] == results
 
@@ -80,7 +80,7 @@ def test_bench_variants_time_only_the_groups_asked_for(tmp_path):
     # the Keras layer is every ratio's base, so it is always timed
     assert set(lstm["median_s"]) == {"keras LSTM"} | {f"c scan, {m}" for m in kgates.SCAN_METHODS}
     assert set(gru["median_s"]) == {"keras GRU"}  # the c scans are the LSTM's
-    report = _load("bench").main(["--smoke", "--variants", "layers", "trace"])
+    report = _load("bench").main(["--smoke", "--variants", "layers", "trace", "flow"])
     want = {
         "keras LSTM",
         "kgates LSTM",
@@ -89,6 +89,8 @@ def test_bench_variants_time_only_the_groups_asked_for(tmp_path):
         "trace(keras LSTM)",
         "trace(keras LSTM) on device",
         "dashboard numbers(keras LSTM)",
+        "gradient flow, one pass",
+        "gradient flow, unrolled",
     }
     if keras.backend.backend() != "torch":  # torch counts buckets with bincount
         want.add("dashboard numbers, spread")
