@@ -30,9 +30,9 @@ comes back) and one training step (train_on_batch; the loss reads h) of:
     gradient flow, one pass  kgates.GradientFlow of the keras LSTM's model (as the
                            dashboards run it; no targets), in one pass of the layer
                            (the fused kernel where there is one; a GPU's default)
-    ... unrolled           ... with the cell unrolled step by step (a CPU's default;
-                           the only way for a GRU)
-    ... Triton scan        the one pass with its scans by the Triton kernel (torch on CUDA)
+    ... unrolled           ... with the cell unrolled step by step (a CPU's default)
+    ... Triton scan        the one pass with its scans by the Triton kernel (torch on
+                           CUDA; LSTM only)
 
 (and the same for the GRU with --family gru, or both with --family lstm gru;
 the c scans for the LSTM only). Medians of --repeats runs after warm-up, the
@@ -256,23 +256,23 @@ def _trace_runs(family: str, units: int, steps: int, x, groups) -> dict:
 
 def _flow_runs(family: str, units: int, steps: int, x, groups) -> dict:
     """The dashboards' gradient flow of the stock layer's model (no targets: the loss
-    is half the mean squared h): an LSTM's in one pass of its layer and unrolled."""
+    is half the mean squared h), in one pass of its layer and unrolled."""
     if "flow" not in groups:
         return {}
     name = family.upper()
     inputs = keras.Input((steps, FEATURES))
     model = keras.Model(inputs, _variants(family, units)[f"keras {name}"]()(inputs))
-    ways = {"one pass": True, "unrolled": False} if family == "lstm" else {"unrolled": False}
+    ways = {"one pass": True, "unrolled": False}
     runs = {}
     for way, one_pass in ways.items():
-        gradflow.FUSED_LSTM = one_pass  # read once, at a part's first call
+        gradflow.ONE_PASS = one_pass  # read once, at a part's first call
         try:
             flow = kgates.GradientFlow(model)
             flow(x)
         finally:
-            gradflow.FUSED_LSTM = None
+            gradflow.ONE_PASS = None
         runs[f"gradient flow, {way}"] = {"forward": lambda f=flow: f(x)}
-    if "one pass" in ways and _backend.fused_scan_available(keras.ops.zeros((1,))):
+    if family == "lstm" and _backend.fused_scan_available(keras.ops.zeros((1,))):
         one_pass = runs["gradient flow, one pass"]["forward"]
         runs["gradient flow, one pass, Triton scan"] = {"forward": _with_fused_scan(one_pass)}
     return runs

@@ -134,11 +134,11 @@ def flow_case(masked: bool, rng) -> dict:
     y = rng.normal(size=(16, 40, 2)).astype("float32")
     flows = {}
     for one_pass in (True, False):
-        _gradflow.FUSED_LSTM = one_pass
+        _gradflow.ONE_PASS = one_pass
         try:
             flows[one_pass] = kgates.gradient_flow(model, x, y)[layer.name]
         finally:
-            _gradflow.FUSED_LSTM = None
+            _gradflow.ONE_PASS = None
     relative = max(
         float(np.max(np.abs(flows[True][k] - flows[False][k])) / np.max(flows[False][k]))
         for k in ("h", "c")

@@ -205,7 +205,9 @@ def compiled_gradient(fn: Callable, owner, then: Callable | None = None) -> Call
                 return fn(deltas, *args)
 
         def finished(values, deltas, *args):
-            return finish(jax.grad(stateless, argnums=1)(values, deltas, *args), *args)
+            grads = jax.grad(stateless, argnums=1)(values, deltas, *args)
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return finish(grads, *args)  # (reading the weights passed in, too)
 
         jitted = jax.jit(finished)
         return lambda deltas, *args: jitted([v.value for v in variables], deltas, *args)

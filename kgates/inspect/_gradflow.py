@@ -7,8 +7,8 @@ layer's recurrence is unrolled step by step with an equivalent kgates cell
 sum_t <dL/dy_t, y_t> with respect to those perturbations is dL/dh_t and dL/dc_t,
 through every path, as backpropagation through time sees it. y_t is the layer's
 step output: h_t, followed by the gates when the layer returns them, so a loss on
-the gates counts as well. On a GPU an LSTM with Keras's options takes one pass of
-its layer instead, which gives the same numbers (`_lstmflow`).
+the gates counts as well. On a GPU an LSTM or GRU with Keras's options takes one
+pass of its layer instead, which gives the same numbers (`_onepass`).
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from keras import ops
 from kgates.cells import _backend
 from kgates.cells._equivalent import copy_weights, equivalent_cell
 from kgates.cells._lstm import LSTMCell
-from kgates.inspect._lstmflow import LSTMFlow, fusable
+from kgates.inspect._onepass import OnePass, one_pass_flow
 from kgates.inspect._walk import KeptStates, ModelWalk, RecurrentPart
 
-# An LSTM with Keras's options can flow through one pass of its layer (`_lstmflow`):
-# None chooses it on a GPU, where that pass is a fused kernel and unrolling the
-# cell is T steps of small kernels; on a CPU unrolling is the faster
-# (experiments/BENCHMARKS.md). True or False forces one way.
-FUSED_LSTM: bool | None = None
+# A `kgates.LSTM`/`GRU` (or Keras's) with Keras's options can flow through one pass
+# of its layer (`_onepass`): None chooses it on a GPU, where that pass is a fused
+# kernel and unrolling the cell is T steps of small kernels; on a CPU unrolling
+# is the faster (experiments/BENCHMARKS.md). True or False forces one way.
+ONE_PASS: bool | None = None
 
 
 def _loss_fn(model: keras.Model, with_targets: bool):
@@ -210,14 +210,14 @@ class GradientFlow:
         upstream = ops.cast(upstream, "float32")
         zero_output = getattr(part.layer, "zero_output_for_mask", False)
         if part.name not in self._flows:
-            one_pass = _backend.device_of(x) == "gpu" if FUSED_LSTM is None else FUSED_LSTM
-            if one_pass and fusable(cell):
-                self._flows[part.name] = LSTMFlow(cell)
-            else:
+            one_pass = _backend.device_of(x) == "gpu" if ONE_PASS is None else ONE_PASS
+            flow = one_pass_flow(cell) if one_pass else None
+            if flow is None:
                 # a packed output (return_gates): the loss may reach the gates as well
                 cell.return_gates = upstream.shape[-1] > cell.units
-                flow = _flow_fn(cell, has_c, zero_output)
-                self._flows[part.name] = _backend.compiled_gradient(flow, cell)
+                stepped = _flow_fn(cell, has_c, zero_output)
+                flow = _backend.compiled_gradient(stepped, cell)
+            self._flows[part.name] = flow
         flow = self._flows[part.name]
         backwards = part.layer.go_backwards
         x = ops.cast(x, "float32")
@@ -237,7 +237,7 @@ class GradientFlow:
         finals = [ops.cast(g, "float32") for g in upstream_states] or [
             ops.zeros_like(s) for s in init
         ]
-        if isinstance(flow, LSTMFlow):
+        if isinstance(flow, OnePass):
             flow.copy_weights(part.cell)
             args = (mask if given else None, upstream_seq, upstream_last, finals, init)
             grads = [ops.swapaxes(g, 0, 1) for g in flow(x, *args, zero_output)]

@@ -1,5 +1,5 @@
-"""An LSTM's gradient flow from one pass of its layer against the flow of the cell
-unrolled step by step (itself held to finite differences in test_gradflow.py)."""
+"""Gradient flow from one pass of an LSTM's or GRU's layer against the flow of the
+cell unrolled step by step (itself held to finite differences in test_gradflow.py)."""
 
 import keras
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 
 import kgates
 import kgates.inspect._gradflow as gradflow
-from kgates.inspect._lstmflow import LSTMFlow
+from kgates.inspect._onepass import OnePass
 
 
 def _masked(layer, steps=7, features=3, head=2):
@@ -16,11 +16,11 @@ def _masked(layer, steps=7, features=3, head=2):
     return keras.Model(inputs, keras.layers.Dense(head)(out))
 
 
-def _with_states(steps=7, features=3):
+def _with_states(layer_type, steps=7, features=3):
     inputs = keras.Input((steps, features))
-    layer = keras.layers.LSTM(4, return_sequences=True, return_state=True, go_backwards=True)
-    sequence, h, c = layer(keras.layers.Masking(0.0)(inputs))
-    ends = keras.layers.Dense(2)(keras.layers.Concatenate()([h, c]))
+    layer = layer_type(4, return_sequences=True, return_state=True, go_backwards=True)
+    sequence, *states = layer(keras.layers.Masking(0.0)(inputs))
+    ends = keras.layers.Dense(2)(keras.layers.Concatenate()(states) if states[1:] else states[0])
     return keras.Model(inputs, [keras.layers.Dense(2)(sequence), ends])
 
 
@@ -35,7 +35,15 @@ CASES = {
     "a loss on the gates": lambda: _masked(
         kgates.LSTM(4, return_sequences=True, return_gates=True, go_backwards=True)
     ),
-    "final states, no targets": _with_states,
+    "final states, no targets": lambda: _with_states(keras.layers.LSTM),
+    "GRU, carried outputs": lambda: _masked(keras.layers.GRU(4, return_sequences=True)),
+    "GRU, reset before, backwards": lambda: _masked(
+        keras.layers.GRU(4, return_sequences=True, reset_after=False, go_backwards=True)
+    ),
+    "GRU, a loss on the gates": lambda: _masked(
+        kgates.GRU(4, return_sequences=True, return_gates=True)
+    ),
+    "GRU, final state, no targets": lambda: _with_states(keras.layers.GRU),
 }
 
 
@@ -56,19 +64,27 @@ def test_one_pass_equals_the_unrolled_cell(case, monkeypatch, rng):
         y = rng.normal(size=(5, *model.outputs[0].shape[1:])).astype("float32")
     flows = {}
     for fused in (True, False):
-        monkeypatch.setattr(gradflow, "FUSED_LSTM", fused)
+        monkeypatch.setattr(gradflow, "ONE_PASS", fused)
         flow = kgates.GradientFlow(model)
         flows[fused] = flow(x, y)[layer.name]
-        assert isinstance(flow._flows[layer.name], LSTMFlow) == fused
-    for state in ("h", "c"):
+        assert isinstance(flow._flows[layer.name], OnePass) == fused
+    for state in flows[False]:
         want = flows[False][state]
         assert np.all(want[lengths.max() - 1 :: -1][:4] > 0)  # a gradient to compare
         np.testing.assert_allclose(flows[True][state], want, rtol=2e-4, atol=1e-7, err_msg=state)
 
 
-def test_only_keras_options_take_one_pass(rng):
-    model = _masked(kgates.LSTM(4, return_sequences=True, variant="NOAF"))
-    x = rng.normal(size=(2, 7, 3)).astype("float32")
+@pytest.mark.parametrize(
+    "layer",
+    [
+        lambda: kgates.LSTM(4, return_sequences=True, variant="NOAF"),
+        lambda: kgates.LSTM(4, return_sequences=True, activation="relu"),
+        lambda: keras.layers.SimpleRNN(4, return_sequences=True),  # a GRU with pins
+    ],
+)
+def test_only_keras_options_take_one_pass(layer, monkeypatch, rng):
+    monkeypatch.setattr(gradflow, "ONE_PASS", True)
+    model = _masked(layer())
     flow = kgates.GradientFlow(model)
-    flow(x)
-    assert not isinstance(flow._flows[model.layers[2].name], LSTMFlow)
+    flow(rng.normal(size=(2, 7, 3)).astype("float32"))
+    assert not isinstance(flow._flows[model.layers[2].name], OnePass)
