@@ -31,7 +31,9 @@ CASES = {
     "zero outputs, backwards": lambda: _masked(
         keras.layers.LSTM(4, return_sequences=True, zero_output_for_mask=True, go_backwards=True)
     ),
-    "last output": lambda: _masked(keras.layers.LSTM(4)),
+    "last output, dropout": lambda: _masked(
+        keras.layers.LSTM(4, dropout=0.3, recurrent_dropout=0.3)
+    ),
     "a loss on the gates": lambda: _masked(
         kgates.LSTM(4, return_sequences=True, return_gates=True, go_backwards=True)
     ),

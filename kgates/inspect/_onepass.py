@@ -27,6 +27,8 @@ processing order (a `go_backwards` layer's inputs flipped by the caller).
 
 from __future__ import annotations
 
+import abc
+
 import keras
 from keras import ops
 
@@ -54,7 +56,7 @@ def _at_end(upstream_end, steps: int):
     return ops.concatenate([before, upstream_end[:, None]], axis=1)
 
 
-class OnePass:
+class OnePass(abc.ABC):
     """dL/dh_t (and dL/dc_t) of one layer's cell (see the module's text).
 
     Args:
@@ -68,6 +70,7 @@ class OnePass:
         self.units = cell.units
         config = {k: v for k, v in cell.get_config().items() if k not in NOT_OPTIONS}
         config.pop("dtype", None)  # float32, as the unrolled flow
+        config.update(dropout=0.0, recurrent_dropout=0.0)  # never trains (and so fused)
         self.layer = self.layer_type(
             **config, return_sequences=True, return_gates=True, dtype="float32"
         )
@@ -75,11 +78,17 @@ class OnePass:
         self.layer.build((None, None, cell.kernel.shape[0] + self.extra))
         self.grad = compiled_gradient(self._total, self.layer, then=self._finish)
 
+    @abc.abstractmethod
     def _extra_rows(self, cell):
-        raise NotImplementedError  # what the kernel reads e_t with
+        """The kernel's rows that read e_t."""
 
+    @abc.abstractmethod
     def _forward(self, packed):
-        raise NotImplementedError  # the forward values `_finish` reads
+        """The forward values `_finish` reads, from the packed output."""
+
+    @abc.abstractmethod
+    def _finish(self, grads, x, keep, direct, direct_c, pass_on, init) -> tuple:
+        """The flow from dL/de and the forward values (and `_total`'s arguments)."""
 
     def copy_weights(self, cell) -> None:
         """The layer reads `cell`'s weights now (on the device)."""
