@@ -90,3 +90,19 @@ def test_only_keras_options_take_one_pass(layer, monkeypatch, rng):
     flow = kgates.GradientFlow(model)
     flow(rng.normal(size=(2, 7, 3)).astype("float32"))
     assert not isinstance(flow._flows[model.layers[2].name], OnePass)
+
+
+@pytest.mark.parametrize("layer_type", [keras.layers.LSTM, keras.layers.GRU])
+def test_one_pass_reads_the_weights_of_each_call(layer_type, monkeypatch, rng):
+    # the dashboards keep one GradientFlow for the whole training
+    monkeypatch.setattr(gradflow, "ONE_PASS", True)
+    model = _masked(layer_type(4, return_sequences=True))
+    x = rng.normal(size=(3, 7, 3)).astype("float32")
+    flow = kgates.GradientFlow(model)
+    flow(x)
+    for weight in model.layers[2].weights:
+        weight.assign(rng.normal(scale=0.6, size=weight.shape))
+    again = flow(x)[model.layers[2].name]
+    fresh = kgates.GradientFlow(model)(x)[model.layers[2].name]
+    for state in fresh:
+        np.testing.assert_allclose(again[state], fresh[state], rtol=1e-5, err_msg=state)
