@@ -4,6 +4,7 @@ cell unrolled step by step (itself held to finite differences in test_gradflow.p
 import keras
 import numpy as np
 import pytest
+from helpers import encoder_decoder
 
 import kgates
 import kgates.inspect._gradflow as gradflow
@@ -49,6 +50,24 @@ CASES = {
 }
 
 
+def _compare(model, inputs, y, monkeypatch):
+    """Every part's flow in one pass and unrolled; the one-pass flows."""
+    flows = {}
+    for fused in (True, False):
+        monkeypatch.setattr(gradflow, "ONE_PASS", fused)
+        flow = kgates.GradientFlow(model)
+        flows[fused] = flow(inputs, y)
+        assert all(isinstance(f, OnePass) == fused for f in flow._flows.values())
+    assert set(flows[True]) == set(flows[False]) and flows[True]
+    for part, want in flows[False].items():
+        for state in want:
+            assert np.any(want[state] > 0), (part, state)
+            np.testing.assert_allclose(
+                flows[True][part][state], want[state], rtol=2e-4, atol=1e-7, err_msg=part + state
+            )
+    return flows[True]
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_one_pass_equals_the_unrolled_cell(case, monkeypatch, rng):
     keras.utils.set_random_seed(3)
@@ -64,16 +83,37 @@ def test_one_pass_equals_the_unrolled_cell(case, monkeypatch, rng):
     if len(model.outputs) == 1:
         model.compile("sgd", "mse")
         y = rng.normal(size=(5, *model.outputs[0].shape[1:])).astype("float32")
-    flows = {}
-    for fused in (True, False):
-        monkeypatch.setattr(gradflow, "ONE_PASS", fused)
-        flow = kgates.GradientFlow(model)
-        flows[fused] = flow(x, y)[layer.name]
-        assert isinstance(flow._flows[layer.name], OnePass) == fused
-    for state in flows[False]:
-        want = flows[False][state]
-        assert np.all(want[lengths.max() - 1 :: -1][:4] > 0)  # a gradient to compare
-        np.testing.assert_allclose(flows[True][state], want, rtol=2e-4, atol=1e-7, err_msg=state)
+    _compare(model, x, y, monkeypatch)
+
+
+@pytest.mark.parametrize("layer_type", [keras.layers.LSTM, keras.layers.GRU])
+def test_bidirectional_parts_in_one_pass(layer_type, monkeypatch, rng):
+    # Bidirectional sets zero_output_for_mask on the layers it wraps
+    model = _masked(keras.layers.Bidirectional(layer_type(4, return_sequences=True)))
+    model.compile("sgd", "mse")
+    x = rng.normal(size=(4, 7, 3)).astype("float32")
+    x[np.arange(7)[None] >= np.array([7, 2, 5, 4])[:, None]] = 0.0
+    y = rng.normal(size=(4, 7, 2)).astype("float32")
+    assert len(_compare(model, x, y, monkeypatch)) == 2
+
+
+def test_a_decoder_starts_from_the_encoders_states_in_one_pass(monkeypatch, rng):
+    model = encoder_decoder(units=4, steps=(6, 5), head=2)
+    model.compile("sgd", "mse")
+    for layer in model.layers:
+        for weight in layer.weights:
+            weight.assign(rng.normal(scale=0.6, size=weight.shape))
+    inputs = [rng.normal(size=(3, 6, 3)).astype("float32"), rng.normal(size=(3, 5, 2))]
+    inputs[1] = inputs[1].astype("float32")
+    _compare(model, inputs, rng.normal(size=(3, 5, 2)).astype("float32"), monkeypatch)
+
+
+def test_a_stateful_layer_flows_from_its_state_in_one_pass(monkeypatch, rng):
+    layer = keras.layers.LSTM(4, return_sequences=True, stateful=True)
+    model = keras.Sequential([keras.Input((7, 3), batch_size=3), layer, keras.layers.Dense(1)])
+    x = rng.normal(size=(3, 7, 3)).astype("float32")
+    model.predict_on_batch(x)  # the layer now carries a state
+    _compare(model, x, None, monkeypatch)
 
 
 @pytest.mark.parametrize(
