@@ -114,7 +114,7 @@ class OnePass(abc.ABC):
             total = total + ops.sum(own[1] * packed[..., -self.units :])
         return total + ops.sum(q * self._forward(packed))
 
-    def __call__(self, x, mask, upstream_seq, upstream_last, finals, init, zero_output):
+    def __call__(self, x, mask, upstream_seq, upstream_last, finals, init, zero_output) -> tuple:
         """`(dL/dh,)` or, for an LSTM, `(dL/dh, dL/dc)`: (batch, time, units) each, in
         processing order.
 
@@ -144,6 +144,8 @@ class OnePass(abc.ABC):
 
 
 class LSTMPass(OnePass):
+    """An LSTM's: e_t read with U, so that step t sees h_tm1 + e_t; gives dL/dh, dL/dc."""
+
     layer_type = LSTM
     forward_width = 2
 
@@ -168,6 +170,8 @@ class LSTMPass(OnePass):
 
 
 class GRUPass(OnePass):
+    """A GRU's: e_t read with the identity, each gate's pre-activation; gives dL/dh."""
+
     layer_type = GRU
     forward_width = 2
 
