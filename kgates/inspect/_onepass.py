@@ -64,7 +64,7 @@ class OnePass(abc.ABC):
     """
 
     layer_type: type
-    forward_width: int  # how many units wide the forward values the flow reads are
+    forward_width = 2  # how many units wide the forward values `_finish` reads are
 
     def __init__(self, cell):
         self.units = cell.units
@@ -147,7 +147,6 @@ class LSTMPass(OnePass):
     """An LSTM's: e_t read with U, so that step t sees h_tm1 + e_t; gives dL/dh, dL/dc."""
 
     layer_type = LSTM
-    forward_width = 2
 
     def _extra_rows(self, cell):
         return cell.recurrent_kernel
@@ -173,7 +172,6 @@ class GRUPass(OnePass):
     """A GRU's: e_t read with the identity, each gate's pre-activation; gives dL/dh."""
 
     layer_type = GRU
-    forward_width = 2
 
     def _extra_rows(self, cell):
         return ops.eye(3 * cell.units)
