@@ -21,7 +21,8 @@ comes back) and one training step (train_on_batch; the loss reads h) of:
     ... Triton scan        the trace on the device and the dashboards' numbers with their
                            scans by the Triton kernel (torch on CUDA; LSTM only)
     ... spread             the same with the bucket counts spread over 256 copies of the
-                           buckets (`kgates.cells._backend.SCATTER_COPIES`; not torch)
+                           buckets (`kgates.cells._backend.COUNTING`; not torch)
+    ... compare            ... and counted by compare and sum, no scatter (not torch)
     dashboard ... NumPy    the same from every gate brought to the host (as before)
     c scan, associative    the LSTM's c recurrence alone, by keras.ops.associative_scan
     c scan, doubling       ... by log2(T) passes of shifted copies
@@ -68,6 +69,7 @@ import json
 import os
 import platform
 import time
+from functools import partial
 
 import keras
 import numpy as np
@@ -239,16 +241,17 @@ def _trace_runs(family: str, units: int, steps: int, x, groups) -> dict:
             rows["dashboard numbers"] = "dashboard numbers(keras LSTM)"
             for short, row in rows.items():
                 runs[f"{short}, Triton scan"] = {"forward": _with_fused_scan(runs[row]["forward"])}
-        if keras.backend.backend() != "torch":  # (torch counts with bincount)
-            # The same with the bucket counts' scatter spread over copies of the
-            # buckets, a candidate for GPUs (`_backend.SCATTER_COPIES`): compiled so.
-            spread = kgates.Tracer(stock)
-            _backend.SCATTER_COPIES, default = 256, _backend.SCATTER_COPIES
-            try:
-                spread.summaries(x)
-            finally:
-                _backend.SCATTER_COPIES = default
-            runs["dashboard numbers, spread"] = {"forward": lambda: spread.summaries(x)}
+        if keras.backend.backend() != "torch":  # (torch counts with bincount, eagerly)
+            # The same with the bucket counts spread over copies of the buckets, or by
+            # compare and sum (`_backend.COUNTING`), candidates for GPUs: compiled so.
+            for method in ("spread", "compare"):
+                counted = kgates.Tracer(stock)
+                _backend.COUNTING, default = method, _backend.COUNTING
+                try:
+                    counted.summaries(x)
+                finally:
+                    _backend.COUNTING = default
+                runs[f"dashboard numbers, {method}"] = {"forward": partial(counted.summaries, x)}
     if "numpy" in groups:  # as it was done before: every gate to the host, then NumPy
         runs["dashboard numbers via NumPy"] = {"forward": lambda: _numbers_on_the_host(tracer, x)}
     return runs

@@ -7,8 +7,8 @@
 #     OUT=/tmp/out PARTS="1 3" bash experiments/gpu.sh   # some parts
 #
 # In order of importance, each step under a time limit so that a short lease still
-# returns the first ones (about 19 minutes at most in all). PARTS="1 2" and then
-# PARTS="3 4" each fit one 600 s call (6.5 and 8.3 minutes at most); part 5 when
+# returns the first ones (about 20 minutes at most in all). PARTS="1 2" and then
+# PARTS="3 4" each fit one 600 s call (6.5 and 8.7 minutes at most); part 5 when
 # time is left:
 #   1. the Bidirectional check (JAX, torch; float32, TF32 off, tolerance 1e-4), on
 #      torch also the Triton scan against float64 and the LSTM cases through it;
@@ -18,8 +18,9 @@
 #      LSTM rows time the c scan as one Triton kernel beside the stepped one;
 #   3. the dashboards' cost on the callback task scaled up (B=256, T=500, units=512),
 #      torch also with every c scan by the Triton kernel;
-#   4. the trace, the dashboards' numbers, the c scans and the gradient flow (one pass
-#      and unrolled) at B=256 (the dashboards' default probe), T=500, units 512/128;
+#   4. the trace, the dashboards' numbers (on JAX also with the bucket counts spread or
+#      by compare and sum), the c scans and the gradient flow (one pass and unrolled)
+#      at B=256 (the dashboards' default probe), T=500, units 512/128;
 #   5. JAX's speed table, as part 2 (measured on an H200 on 2026-12-04; its layers
 #      have not changed since).
 # Under $OUT: log.txt (everything printed) and one JSON per step and backend;
@@ -58,8 +59,9 @@ if [[ $PARTS == *" 3 "* ]]; then
     --json "$OUT/overhead_torch_triton.json"
 fi
 if [[ $PARTS == *" 4 "* ]]; then
-  for backend in jax torch; do
-    step 115 $backend python3 experiments/bench.py --batch 256 --steps 500 --units 512 128 \
+  for backend in jax torch; do  # JAX has two more rows: the counting candidates
+    seconds=$([[ $backend == jax ]] && echo 135 || echo 115)
+    step $seconds $backend python3 experiments/bench.py --batch 256 --steps 500 --units 512 128 \
       --variants trace scan flow --repeats 5 --json "$OUT/trace_$backend.json"
   done
 fi

@@ -13,7 +13,7 @@ from kgates.cells import _backend
 from kgates.inspect._events import histogram_proto
 from kgates.inspect._memory import Memory, has_memory
 from kgates.inspect._stats import gate_statistics, unit_saturation
-from kgates.inspect._summaries import PartSummaries, _median, order_statistics
+from kgates.inspect._summaries import PartSummaries, _median, histograms, order_statistics
 from kgates.inspect._trace import Tracer
 
 
@@ -40,14 +40,20 @@ def _assert_histogram(got, values):
 
 
 @pytest.mark.parametrize(
-    ("compiled", "steps", "copies"),
-    [(True, 9, 1), (False, 9, 1), (True, None, 1), (True, 9, 16)],
-    ids=["compiled", "eager", "variable-time", "spread-scatter"],
+    ("compiled", "steps", "counting"),
+    [
+        (True, 9, None),
+        (False, 9, None),
+        (True, None, None),
+        (True, 9, "spread"),
+        (True, 9, "compare"),
+    ],
+    ids=["compiled", "eager", "variable-time", "spread", "compare"],
 )
 def test_device_summaries_equal_the_numpy_statistics_of_the_trace(
-    compiled, steps, copies, rng, monkeypatch
+    compiled, steps, counting, rng, monkeypatch
 ):
-    monkeypatch.setattr(_backend, "SCATTER_COPIES", copies)
+    monkeypatch.setattr(_backend, "COUNTING", counting)
     model = _model(rng, steps)
     x, mask = padded(rng, batch=6, time=9, lengths=(None, 5, 1, 7, 9, 3))
     tracer = Tracer(model, compiled=compiled)
@@ -134,8 +140,10 @@ def test_non_finite_gates_are_counted_and_left_out(rng):
         _assert_histogram(got[key], finite)
 
 
+@pytest.mark.parametrize("counting", [None, "compare"])
 @pytest.mark.parametrize("kind", ["spread", "ties", "constant", "one"])
-def test_order_statistics_and_medians_by_counting_equal_numpy(kind, rng):
+def test_order_statistics_and_medians_by_counting_equal_numpy(kind, counting, rng, monkeypatch):
+    monkeypatch.setattr(_backend, "COUNTING", counting)  # 2 passes of 1024 buckets, or 4 of 32
     values = {
         "spread": rng.exponential(7.0, size=(5, 7, 3)),
         "ties": rng.integers(0, 4, size=(5, 7, 3)).astype(float),
@@ -149,7 +157,7 @@ def test_order_statistics_and_medians_by_counting_equal_numpy(kind, rng):
     kept = np.sort(values[weight > 0])
     resolution = (kept.max() - kept.min()) / 2**20 + 1e-6
     for rank in sorted({0, len(kept) // 3, len(kept) - 1}):
-        got = float(order_statistics(values, weight, [float(rank)])[0])
+        got = float(order_statistics(values, weight, [rank])[0])
         np.testing.assert_allclose(got, kept[rank], atol=resolution, err_msg=f"rank {rank}")
     np.testing.assert_allclose(float(_median(values, weight)), np.median(kept), atol=resolution)
     even = weight.copy()
@@ -166,17 +174,43 @@ def test_order_statistics_and_medians_by_counting_equal_numpy(kind, rng):
         )
 
 
-@pytest.mark.parametrize("copies", [None, 1, 7, 64])
-def test_bucket_counts_over_copies_equal_numpy_bincount(copies, rng):
-    """The scatter spread over copies of the buckets sums the same (torch: bincount)."""
-    index = rng.integers(0, 13, size=1001)
-    index[:5] = 12  # the last bucket, and some buckets left empty below
-    weight = rng.random(1001).astype("float32")
+@pytest.mark.parametrize("method", _backend.COUNTING_METHODS)
+def test_bucket_counts_equal_numpy_bincount(method, rng):
+    index = rng.integers(0, 13, size=(3, 1001))
+    index[:, :5] = 12  # the last bucket, and some buckets left empty below
+    on = rng.random((3, 1001)) < 0.7
     got = _backend.bucket_counts(
         keras.ops.convert_to_tensor(index.astype("int32")),
-        keras.ops.convert_to_tensor(weight),
+        keras.ops.convert_to_tensor(on),
         16,
-        copies,
+        method,
     )
-    want = np.bincount(index, weights=weight, minlength=16)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(got), want, rtol=1e-5)
+    want = [np.bincount(row[keep], minlength=16) for row, keep in zip(index, on)]
+    assert keras.ops.convert_to_numpy(got).dtype == np.int32
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(got), want)
+
+
+@pytest.mark.parametrize("method", _backend.COUNTING_METHODS)
+def test_bucket_counts_stay_exact_past_float32s_integers(method):
+    """Sums of ones in float32 stop at 2**24; a GPU probe's gate has 65 M entries."""
+    n = 2**24 + 7
+    index = keras.ops.concatenate(
+        [keras.ops.ones((1, n - 3), "int32"), keras.ops.zeros((1, 3), "int32")], axis=1
+    )
+    on = keras.ops.ones((1, n), "bool")
+    got = keras.ops.convert_to_numpy(_backend.bucket_counts(index, on, 2, method))
+    np.testing.assert_array_equal(got, [[3, n - 3]])
+
+
+def test_histogram_counts_stay_exact_past_float32s_integers():
+    n = 2**24 + 7
+    values = keras.ops.concatenate([keras.ops.ones((1, n - 3)), keras.ops.zeros((1, 3))], axis=1)
+    got = histograms(values, keras.ops.ones((1, n)), bins=2)
+    assert int(got["num"][0]) == n
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(got["counts"]), [[3, n - 3]])
+
+
+def test_unknown_counting_is_named(monkeypatch):
+    monkeypatch.setattr(_backend, "COUNTING", "sorted")
+    with pytest.raises(ValueError, match="COUNTING must be one of"):
+        _backend.counting()

@@ -96,29 +96,61 @@ def native_sequential_scan(a, b, initial=None):
     return _torch.linear_scan(a, b, initial, fused=FUSED_SCAN and fused_scan_available(b))
 
 
-# Copies of the buckets that `bucket_counts`' scatter spreads its entries over (1:
-# none). On a GPU, millions of atomic adds into a few dozen buckets queue on the
-# same addresses; neighbouring entries into different copies should not. Not
-# measured on a GPU yet: `experiments/bench.py` times it beside the default.
-SCATTER_COPIES = 1
+# How `bucket_counts` counts. "scatter": one scatter-add of the entries into their
+# buckets (torch: `bincount`). "spread": the same over `SPREAD` copies of the
+# buckets, entry k into copy k % SPREAD, then summed: on a GPU, millions of atomic
+# adds into a few dozen buckets queue on the same addresses, and neighbouring
+# entries into different copies should not. "compare": for every bucket, a sum
+# of (index == bucket): no scatter and no atomics, `bins` times the arithmetic,
+# which XLA fuses into one pass over the entries (eagerly, on TensorFlow or
+# torch, it would hold entries x bins booleans). None: "scatter". The other two
+# are candidates for GPUs, not yet measured there: `experiments/bench.py` times
+# them beside the default.
+COUNTING: str | None = None
+COUNTING_METHODS = ("scatter", "spread", "compare")
+SPREAD = 256
 
 
-def bucket_counts(index, weight, buckets: int, copies: int | None = None):
-    """Sums of `weight` by bucket `index` (flat tensors, 0 <= index < buckets): torch's
-    bincount, which is many times faster there than `keras.ops.segment_sum` (an
-    index sort); `segment_sum` elsewhere (XLA compiles it into a scatter), over
-    `copies` copies of the buckets (default `SCATTER_COPIES`), entry k into copy
-    k % copies, then summed."""
+def counting() -> str:
+    """The way `bucket_counts` counts now (`COUNTING`, default "scatter")."""
+    method = COUNTING or "scatter"
+    if method not in COUNTING_METHODS:
+        raise ValueError(
+            f"kgates.cells._backend.COUNTING must be one of {COUNTING_METHODS} or None, "
+            f"got {method!r}."
+        )
+    return method
+
+
+def _scatter_count(index, total: int):
+    """How many entries of the flat int32 `index` fall in each of `total` buckets."""
     if name() == "torch":
         import torch
 
-        return torch.bincount(index, weights=weight, minlength=buckets)[:buckets]
-    copies = SCATTER_COPIES if copies is None else copies
-    if copies > 1:
-        lane = ops.arange(ops.shape(index)[0], dtype="int32") % copies
-        sums = ops.segment_sum(weight, index * copies + lane, buckets * copies)
-        return ops.sum(ops.reshape(sums, (buckets, copies)), axis=1)
-    return ops.segment_sum(weight, index, buckets)
+        return torch.bincount(index, minlength=total)[:total].to(torch.int32)
+    return ops.segment_sum(ops.ones_like(index), index, total)
+
+
+def bucket_counts(index, on, bins: int, method: str | None = None):
+    """`(rows, bins)` int32: how many entries of each row of `index` `(rows, n)`, int32
+    with 0 <= index < bins, fall in each bucket, counting only where `on` (bool,
+    the same shape) holds, by `method` (default `counting()`). Integers: float32
+    sums of ones stop growing at 2**24 (16.8 M), which a GPU probe's gate passes."""
+    method = method or counting()
+    rows = index.shape[0]
+    if method == "compare":
+        hits = ops.logical_and(on[..., None], index[..., None] == ops.arange(bins, dtype="int32"))
+        return ops.cast(ops.sum(ops.cast(hits, "int32"), axis=1), "int32")
+    flat = index + ops.arange(rows, dtype="int32")[:, None] * bins
+    flat = ops.reshape(ops.where(on, flat, rows * bins), (-1,))  # off: one spare bucket
+    total = rows * bins + 1
+    if method == "spread":
+        lane = ops.arange(ops.shape(flat)[0], dtype="int32") % SPREAD
+        counts = _scatter_count(flat * SPREAD + lane, total * SPREAD)
+        counts = ops.sum(ops.reshape(counts, (total, SPREAD)), axis=1)
+    else:
+        counts = _scatter_count(flat, total)
+    return ops.reshape(ops.cast(counts[:-1], "int32"), (rows, bins))
 
 
 def has_own_loop(backend: str, device: str) -> bool:

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from kgates.cells._backend import bucket_counts
+from kgates.cells._backend import bucket_counts, counting
 from kgates.cells._recompute import linear_scan
 from kgates.inspect._stats import HIGH, LOW, SIGMOID_GATES, has_memory, keep_and_write
 
@@ -27,9 +27,9 @@ def histograms(values, weight, bins: int = BINS) -> dict:
     """Count, sum, sum of squares, min, max and `bins` bucket counts (equal widths from
     min to max, as `numpy.histogram`; a constant gets min - 0.5 to max + 0.5) of the
     entries of each row of `values` `(rows, n)` where `weight` is 1 (and 0 elsewhere):
-    each statistic `(rows,)`, the counts `(rows, bins)`. One computation for all rows,
-    so that the graph (and its compile time) does not grow with the number of gates."""
-    rows = values.shape[0]
+    each statistic `(rows,)`, the counts `(rows, bins)`; count and counts int32. One
+    computation for all rows, so that the graph (and its compile time) does not grow
+    with the number of gates."""
     on = weight > 0
     values = ops.where(on, values, 0.0)  # 0 where off: the sums need no weight
     low = ops.min(ops.where(on, values, np.inf), axis=1)
@@ -39,44 +39,45 @@ def histograms(values, weight, bins: int = BINS) -> dict:
     start = ops.where(ops.isfinite(start), start, 0.0)
     width = ops.where(constant, 1.0, high - low)
     index = ops.clip((values - start[:, None]) * (bins / width)[:, None], 0, bins - 1)
-    index = ops.cast(index, "int32") + ops.arange(rows)[:, None] * bins  # >= 0: floor
-    counts = bucket_counts(ops.reshape(index, (-1,)), ops.reshape(weight, (-1,)), rows * bins)
+    counts = bucket_counts(ops.cast(index, "int32"), on, bins)  # >= 0: the cast is the floor
     return {
-        "num": ops.sum(weight, axis=1),
+        "num": ops.cast(ops.sum(counts, axis=1), "int32"),
         "sum": ops.sum(values, axis=1),
         "sum_squares": ops.sum(values * values, axis=1),
         "min": low,
         "max": high,
-        "counts": ops.reshape(counts, (rows, bins)),
+        "counts": counts,
     }
 
 
-def order_statistics(values, weight, ranks, bins: int = 1024, passes: int = 2):
-    """The `ranks`-th smallest (from 0; a 1-D tensor of ranks) of the entries where
+def order_statistics(values, weight, ranks, bins: int | None = None, passes: int | None = None):
+    """The `ranks`-th smallest (from 0; a 1-D int tensor of ranks) of the entries where
     `weight` is 1, each to within (max - min) / (2 * bins**passes): each pass counts
     the entries in `bins` equal buckets of the range left and keeps the bucket that
     holds the rank. Counting is linear in the entries, where a sort (the exact way)
-    costs more than the rest of the dashboards together on a CPU."""
-    ranks = ops.convert_to_tensor(ranks, "float32")
+    costs more than the rest of the dashboards together on a CPU. By default 2
+    passes of 1024 buckets, or 4 of 32 when counting compares (`counting()`): the
+    same resolution, 2**20, for a 32nd of the comparisons."""
+    if bins is None or passes is None:
+        bins, passes = (32, 4) if counting() == "compare" else (1024, 2)
+    ranks = ops.convert_to_tensor(ranks, "int32")
     count = ranks.shape[0]
     values = ops.reshape(ops.convert_to_tensor(values, "float32"), (1, -1))
     on = ops.reshape(ops.convert_to_tensor(weight) > 0, (1, -1))
     start = ops.min(ops.where(on, values, np.inf))
     end = ops.max(ops.where(on, values, -np.inf))
     on = ops.logical_and(on, ops.ones((count, 1), "bool"))  # one row per rank
-    below = ops.zeros((count,))
-    low, high = start + below, end + below
+    below = ops.zeros((count,), "int32")
+    low, high = start + ops.zeros((count,)), end + ops.zeros((count,))
     for _ in range(passes):
         width = ops.where(high > low, (high - low) / bins, 1.0)
         index = ops.floor((values - low[:, None]) / width[:, None])
         index = ops.cast(ops.clip(index, 0, bins - 1), "int32")
-        flat = ops.reshape(index + ops.arange(count)[:, None] * bins, (-1,))
-        counts = bucket_counts(flat, ops.reshape(ops.cast(on, "float32"), (-1,)), count * bins)
-        counts = ops.reshape(counts, (count, bins))
+        counts = bucket_counts(index, on, bins)  # (count, bins)
         cumulative = ops.cumsum(counts, axis=1) + below[:, None]
         bucket = ops.minimum(ops.sum(ops.cast(cumulative <= ranks[:, None], "int32"), 1), bins - 1)
         lower = ops.arange(bins)[None, :] < bucket[:, None]
-        below = below + ops.sum(ops.where(lower, counts, 0.0), axis=1)
+        below = below + ops.sum(ops.where(lower, counts, 0), axis=1)
         on = ops.logical_and(on, index == bucket[:, None])
         low = low + ops.cast(bucket, "float32") * width
         high = low + width
@@ -86,8 +87,8 @@ def order_statistics(values, weight, ranks, bins: int = 1024, passes: int = 2):
 def _median(values, weight):
     """The median of the entries where `weight` is 1 (the mean of the middle two for an
     even count, as `numpy.median`), by `order_statistics`."""
-    n = ops.sum(weight)
-    middle = ops.stack([ops.floor((n - 1.0) / 2.0), ops.floor(n / 2.0)])
+    n = ops.sum(ops.cast(ops.convert_to_tensor(weight) > 0, "int32"))
+    middle = ops.stack([ops.floor_divide(n - 1, 2), ops.floor_divide(n, 2)])
     return ops.mean(order_statistics(values, weight, middle))
 
 
@@ -126,16 +127,16 @@ class PartSummaries(keras.layers.Layer):
 
     def compute_output_spec(self, packed, valid):
         # by hand: Keras's symbolic trace of `call` needs a static number of steps
-        def spec(*shape):
-            return keras.KerasTensor(shape, "float32")
+        def spec(*shape, dtype="float32"):
+            return keras.KerasTensor(shape, dtype)
 
         keys = [k for k in self.names if k in self.keys]
-        stats = ("num", "sum", "sum_squares", "min", "max")
+        stats = ("sum", "sum_squares", "min", "max")
         out = {"first": spec(1, *packed.shape[1:]), "first_valid": spec(1, valid.shape[1])}
-        out["nonfinite"] = spec()
+        out["nonfinite"] = spec(dtype="int32")
         for key in keys + (["span"] if has_memory(dict.fromkeys(keys)) else []):
             out.update({f"{key}/{stat}": spec() for stat in stats})
-            out[f"{key}/counts"] = spec(BINS)
+            out[f"{key}/num"], out[f"{key}/counts"] = spec(dtype="int32"), spec(BINS, dtype="int32")
             if key in SIGMOID_GATES:
                 for side in ("left", "right"):
                     out[f"{key}/{side}"], out[f"{key}/unit_{side}"] = spec(), spec(self.units)
@@ -152,10 +153,11 @@ class PartSummaries(keras.layers.Layer):
         }
         keys = tuple(values)
         stacked = ops.stack([values[k] for k in keys])  # (keys, batch, time, units)
-        finite = ops.cast(ops.isfinite(stacked), "float32")
+        finite = ops.isfinite(stacked)
         real = valid[None, ..., None]
-        weight = finite * real
-        out["nonfinite"] = ops.sum(real * (1.0 - finite))
+        weight = ops.cast(finite, "float32") * real
+        bad = ops.logical_and(real > 0, ops.logical_not(finite))
+        out["nonfinite"] = ops.cast(ops.sum(ops.cast(bad, "int32")), "int32")
         rows = len(keys)
         flat = histograms(ops.reshape(stacked, (rows, -1)), ops.reshape(weight, (rows, -1)))
         for row, key in enumerate(keys):
