@@ -141,15 +141,14 @@ def bucket_counts(index, on, bins: int, method: str | None = None):
     if method == "compare":
         hits = ops.logical_and(on[..., None], index[..., None] == ops.arange(bins, dtype="int32"))
         return ops.cast(ops.sum(ops.cast(hits, "int32"), axis=1), "int32")
-    flat = index + ops.arange(rows, dtype="int32")[:, None] * bins
-    flat = ops.reshape(ops.where(on, flat, rows * bins), (-1,))  # off: one spare bucket
-    total = rows * bins + 1
+    flat = ops.where(on, index + ops.arange(rows, dtype="int32")[:, None] * bins, rows * bins)
+    total = rows * bins + 1  # off: into one spare bucket
     if method == "spread":
-        lane = ops.arange(ops.shape(flat)[0], dtype="int32") % SPREAD
-        counts = _scatter_count(flat * SPREAD + lane, total * SPREAD)
+        lane = ops.arange(ops.shape(index)[1], dtype="int32") % SPREAD
+        counts = _scatter_count(ops.reshape(flat * SPREAD + lane, (-1,)), total * SPREAD)
         counts = ops.sum(ops.reshape(counts, (total, SPREAD)), axis=1)
     else:
-        counts = _scatter_count(flat, total)
+        counts = _scatter_count(ops.reshape(flat, (-1,)), total)
     return ops.reshape(ops.cast(counts[:-1], "int32"), (rows, bins))
 
 
