@@ -245,12 +245,13 @@ class GradientFlow:
             copy_weights(part.cell, cell)
             zeros = [ops.zeros((steps, batch, cell.units), "float32") for _ in range(2)]
             grads = flow(zeros, x, mask, upstream_seq, upstream_last, finals, init)
-        valid = ops.convert_to_numpy(mask) > 0.5
-        count = np.maximum(valid.sum(axis=0), 1)
+        # the mean over the real steps' samples, on the device: (time,) comes back
+        valid = ops.transpose(mask) > 0.5  # (time, batch), as the gradients
+        count = ops.maximum(ops.sum(ops.cast(valid, "float32"), axis=1), 1.0)
         result = {}
         for name, grad in zip(("h", "c") if has_c else ("h",), grads):
-            norms = ops.convert_to_numpy(ops.norm(grad, axis=-1)).T  # (batch, time)
-            mean = np.where(valid, norms, 0.0).sum(axis=0) / count
+            norms = ops.where(valid, ops.norm(grad, axis=-1), 0.0)
+            mean = ops.convert_to_numpy(ops.sum(norms, axis=1) / count).astype(np.float64)
             result[name] = mean[::-1] if backwards else mean
         return result
 
