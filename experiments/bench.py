@@ -457,9 +457,10 @@ def main(argv=None) -> dict:
         print(f"{family}: largest |recomputed - stepped| gate:", json.dumps(worst), flush=True)
 
     def save():  # after the check and after every size: a cut-off run keeps what it did
-        if args.json:
-            with open(args.json, "w") as f:
+        if args.json:  # whole or not at all: a step cut mid-write leaves the last one
+            with open(args.json + ".part", "w") as f:
                 json.dump(report, f, indent=2)
+            os.replace(args.json + ".part", args.json)
 
     save()
     grid = itertools.product(sizes["batch"], sizes["steps"], sizes["units"])

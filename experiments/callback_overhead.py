@@ -14,6 +14,12 @@ image_freq), alternating the three in rounds. Two measures:
     python experiments/callback_overhead.py            # full size
     python experiments/callback_overhead.py --smoke    # seconds, for tests
     python experiments/callback_overhead.py --size gpu # B=256, T=500, units=512
+
+kgates's per-device choices (how buckets are counted, the gradient flow in one
+pass or unrolled, torch's c scans by Triton) can be set (`--counting`, `--flow`,
+`--triton-scan`), or taken from timings made on the same machine just before
+(`--choose-from`: a `bench.py --variants trace flow` run and `gpu_checks.py`'s
+results), so that the dashboards are timed as they would run there.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ import numpy as np
 
 import kgates
 import kgates.inspect._callback as kgates_callback  # instrumented: its image drawing is timed
+from kgates.cells import _backend
+from kgates.inspect import _gradflow
 
 WORK = {"dashboards": [], "drawing": [], "explorer": [], "numbers": [], "flow": []}
 
@@ -129,6 +137,40 @@ def train(size: dict, callback_factory, seed: int = 0) -> list[float]:
     return timer.times
 
 
+def choices(bench: dict, checks: dict | None = None) -> dict:
+    """The faster way of each per-device choice, from a `bench.py --variants trace flow`
+    run (its LSTM at the most units it timed): `counting` ("scatter", "spread",
+    "compare"), `one_pass` (the gradient flow) and `triton_scan`, this only where
+    `checks` (`gpu_checks.py`'s results) hold the Triton scan and they all passed.
+    None where the run did not time the rows to choose between."""
+    runs = [r for r in bench.get("results", []) if r["family"] == "lstm"]
+    times = max(runs, key=lambda r: r["units"])["median_s"] if runs else {}
+
+    def fastest(rows: dict):  # {choice: row}: the choice whose row took least
+        timed = {choice: times[row]["forward"] for choice, row in rows.items() if row in times}
+        return min(timed, key=timed.get) if len(timed) == len(rows) else None
+
+    numbers = "dashboard numbers(keras LSTM)"
+    cases = (checks or {}).get("cases", [])
+    checked = any("Triton" in c["family"] for c in cases) and all(c["ok"] for c in cases)
+    triton = checked and fastest({True: "dashboard numbers, Triton scan", False: numbers})
+    one_pass = "gradient flow, one pass" + (", Triton scan" if triton else "")
+    counts = {"scatter": numbers, "spread": "dashboard numbers, spread"}
+    counts["compare"] = "dashboard numbers, compare"
+    if "dashboard numbers, spread" not in times:  # torch: bincount, no candidates
+        counts = {"scatter": numbers}
+    return {
+        "counting": fastest(counts) if len(counts) > 1 else None,
+        "one_pass": fastest({True: one_pass, False: "gradient flow, unrolled"}),
+        "triton_scan": bool(triton),
+    }
+
+
+def _read(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for tests")
@@ -139,14 +181,46 @@ def main(argv=None) -> dict:
         action="store_true",
         help="torch on CUDA: every c scan (training, trace, memory spans) by the Triton kernel",
     )
+    parser.add_argument(
+        "--counting", choices=_backend.COUNTING_METHODS, help="how buckets are counted"
+    )
+    parser.add_argument("--flow", choices=("one-pass", "unrolled"), help="the gradient flow's way")
+    parser.add_argument(
+        "--choose-from",
+        nargs="+",
+        metavar="JSON",
+        help="a bench.py run on this machine (and gpu_checks.py's results): the faster "
+        "way of each choice not given",
+    )
     args = parser.parse_args(argv)
     size = SMOKE if args.smoke else SIZES[args.size]
-    if args.triton_scan:
-        from kgates.cells import _backend
-
+    chosen = {"counting": None, "one_pass": None, "triton_scan": False}
+    if args.choose_from:
+        if len(args.choose_from) > 2:
+            parser.error("--choose-from: a bench.py JSON, then optionally a gpu_checks.py JSON")
+        try:
+            chosen = choices(*(_read(path) for path in args.choose_from))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            parser.error(f"--choose-from: not a bench.py and gpu_checks.py JSON ({error!r})")
+    chosen["counting"] = args.counting or chosen["counting"]
+    if args.flow:
+        chosen["one_pass"] = args.flow == "one-pass"
+    chosen["triton_scan"] = args.triton_scan or chosen["triton_scan"]
+    if chosen["triton_scan"]:
         if not _backend.fused_scan_available(keras.ops.zeros((1,))):
             parser.error("--triton-scan: needs torch on CUDA with Triton installed")
-        _backend.FUSED_SCAN = True
+    saved = _backend.FUSED_SCAN, _backend.COUNTING, _gradflow.ONE_PASS
+    _backend.FUSED_SCAN = chosen["triton_scan"] or _backend.FUSED_SCAN
+    _backend.COUNTING, _gradflow.ONE_PASS = chosen["counting"], chosen["one_pass"]
+    try:
+        return measure(size, chosen, args.json)
+    finally:  # as they were
+        _backend.FUSED_SCAN, _backend.COUNTING, _gradflow.ONE_PASS = saved
+
+
+def measure(size: dict, chosen: dict, json_path: str | None = None) -> dict:
+    """Trains with each callback set-up in rounds; prints the measures and writes them
+    to `json_path`. `chosen`: the choices in force (recorded)."""
     for timings in WORK.values():
         timings.clear()
     with tempfile.TemporaryDirectory() as logdir:
@@ -205,7 +279,8 @@ def main(argv=None) -> dict:
         "backend": keras.backend.backend(),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
         "size": size,
-        "triton_scan": args.triton_scan,
+        "triton_scan": chosen["triton_scan"],
+        "choices": chosen,  # None: kgates's default
         "median_epoch_s": median,
         "first_epoch_s": first,
         "base": base,
@@ -224,6 +299,11 @@ def main(argv=None) -> dict:
         "work_s": {k: list(v) for k, v in WORK.items()},  # every timing, for a re-analysis
     }
     print(f"backend {result['backend']}, sizes {size}")
+    print(
+        f"  choices: counting {chosen['counting'] or 'default'}, gradient flow "
+        f"{ {True: 'one pass', False: 'unrolled', None: 'default'}[chosen['one_pass']] }, "
+        f"Triton scan {'on' if chosen['triton_scan'] else 'off'}"
+    )
     for name in runs:
         print(f"  {name:<20} median epoch {median[name]:.3f} s   first epoch {first[name]:.3f} s")
     print(
@@ -243,8 +323,8 @@ def main(argv=None) -> dict:
         f"side by side: kgates.TensorBoard vs {base} {overhead:+.1%} per epoch "
         f"(median), {total:+.1%} over the whole run"
     )
-    if args.json:
-        with open(args.json, "w") as f:
+    if json_path:
+        with open(json_path, "w") as f:
             json.dump(result, f, indent=2)
     return result
 

@@ -14,6 +14,8 @@ import pytest
 from helpers import read_events
 
 import kgates
+from kgates.cells import _backend
+from kgates.inspect import _gradflow as gradflow
 
 EXPERIMENTS = pathlib.Path(__file__).parent.parent / "experiments"
 
@@ -35,8 +37,63 @@ def test_gate_dashboards_writes_every_kind_of_dashboard(tmp_path):
     )
 
 
+def _timed(**rows) -> dict:
+    return {name: {"forward": seconds} for name, seconds in rows.items()}
+
+
+NUMBERS, FLOW = "dashboard numbers(keras LSTM)", "gradient flow, one pass"
+
+
+def test_callback_overhead_chooses_the_faster_row_of_the_most_units():
+    choices = _load("callback_overhead").choices
+    small = {
+        NUMBERS: 0.01,
+        "dashboard numbers, spread": 0.02,
+        "dashboard numbers, compare": 0.03,
+        FLOW: 0.01,
+        "gradient flow, unrolled": 0.02,
+    }
+    large = {**small, NUMBERS: 0.3, "dashboard numbers, spread": 0.2, FLOW: 0.4}
+    large["dashboard numbers, compare"] = 0.05
+    bench = {
+        "results": [
+            {"family": "lstm", "units": 512, "median_s": _timed(**large)},
+            {"family": "lstm", "units": 128, "median_s": _timed(**small)},
+            {"family": "gru", "units": 1024, "median_s": _timed(**small)},
+        ]
+    }
+    assert choices(bench) == {"counting": "compare", "one_pass": False, "triton_scan": False}
+    # torch: bincount only; the Triton scan where the checks hold it and all passed
+    rows = {NUMBERS: 0.1, "dashboard numbers, Triton scan": 0.05, FLOW: 0.3}
+    rows.update({f"{FLOW}, Triton scan": 0.08, "gradient flow, unrolled": 0.2})
+    torch = {"results": [{"family": "lstm", "units": 512, "median_s": _timed(**rows)}]}
+    cases = [{"family": "lstm", "ok": True}, {"family": "lstm, Triton scan", "ok": True}]
+    checks = {"cases": cases}
+    assert choices(torch, checks) == {"counting": None, "one_pass": True, "triton_scan": True}
+    assert choices(torch) == {"counting": None, "one_pass": False, "triton_scan": False}
+    checks = {"cases": [*cases, {"family": "lstm", "ok": False}]}
+    assert choices(torch, checks)["triton_scan"] is False
+    assert choices({"results": []}) == {"counting": None, "one_pass": None, "triton_scan": False}
+
+
+def test_callback_overhead_refuses_a_bad_choice_file_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        _load("callback_overhead").main(["--smoke", "--choose-from", str(tmp_path / "no.json")])
+    assert exit.value.code == 2
+    assert "--choose-from: not a bench.py and gpu_checks.py JSON" in capsys.readouterr().err
+
+
 def test_callback_overhead_reports_its_measures(tmp_path):
-    result = _load("callback_overhead").main(["--smoke", "--json", str(tmp_path / "r.json")])
+    bench = tmp_path / "bench.json"  # the choices, as on a GPU: from timings made before
+    rows = {NUMBERS: 0.3, "dashboard numbers, spread": 0.2, "dashboard numbers, compare": 0.1}
+    rows.update({FLOW: 0.1, "gradient flow, unrolled": 0.2})
+    bench.write_text(
+        json.dumps({"results": [{"family": "lstm", "units": 8, "median_s": _timed(**rows)}]})
+    )
+    args = ["--smoke", "--json", str(tmp_path / "r.json"), "--choose-from", str(bench)]
+    result = _load("callback_overhead").main([*args, "--flow", "unrolled"])  # given: it wins
+    assert result["choices"] == {"counting": "compare", "one_pass": False, "triton_scan": False}
+    assert _backend.COUNTING is None and gradflow.ONE_PASS is None  # as they were
     assert set(result["median_epoch_s"]) == {"none", "keras.TensorBoard", "kgates.TensorBoard"}
     assert result["drawing_cpu_s_per_epoch"] > 0  # images were drawn and timed
     # per run: a dashboard per epoch and the end-of-training call
