@@ -197,6 +197,19 @@ def _with_fused_scan(fn):
     return run
 
 
+def _with_counting(method: str, fn):
+    """`fn` run with the bucket counts made by `method` (`_backend.COUNTING`)."""
+
+    def run():
+        _backend.COUNTING, default = method, _backend.COUNTING
+        try:
+            return fn()
+        finally:
+            _backend.COUNTING = default
+
+    return run
+
+
 def _numbers_on_the_host(tracer, x) -> None:
     for gates in tracer(x).values():
         gate_statistics(gates)
@@ -243,15 +256,11 @@ def _trace_runs(family: str, units: int, steps: int, x, groups) -> dict:
                 runs[f"{short}, Triton scan"] = {"forward": _with_fused_scan(runs[row]["forward"])}
         if keras.backend.backend() != "torch":  # (torch counts with bincount, eagerly)
             # The same with the bucket counts spread over copies of the buckets, or by
-            # compare and sum (`_backend.COUNTING`), candidates for GPUs: compiled so.
+            # compare and sum (`_backend.COUNTING`), candidates for GPUs.
             for method in ("spread", "compare"):
                 counted = kgates.Tracer(stock)
-                _backend.COUNTING, default = method, _backend.COUNTING
-                try:
-                    counted.summaries(x)
-                finally:
-                    _backend.COUNTING = default
-                runs[f"dashboard numbers, {method}"] = {"forward": partial(counted.summaries, x)}
+                run = _with_counting(method, partial(counted.summaries, x))
+                runs[f"dashboard numbers, {method}"] = {"forward": run}
     if "numpy" in groups:  # as it was done before: every gate to the host, then NumPy
         runs["dashboard numbers via NumPy"] = {"forward": lambda: _numbers_on_the_host(tracer, x)}
     return runs
@@ -311,10 +320,19 @@ def bench(family: str, batch: int, steps: int, units: int, repeats: int, groups=
             runs["c scan, sequential, Triton"] = {
                 "forward": _with_fused_scan(runs["c scan, sequential"]["forward"])
             }
+    failed = {}  # rows that could not run here, and why
+    for name, fns in runs.items():
+        try:
+            for fn in fns.values():  # warm-up: compile
+                fn()
+                fn()
+        except Exception as error:  # e.g. a candidate out of device memory: the rest go on
+            if name == reference:
+                raise
+            failed[name] = f"{type(error).__name__}: {(str(error) or '-').splitlines()[0][:300]}"
+            gc.collect()
+    runs = {name: fns for name, fns in runs.items() if name not in failed}
     jobs = [(name, kind, fn) for name, fns in runs.items() for kind, fn in fns.items()]
-    for _, _, fn in jobs:  # warm-up: compile
-        fn()
-        fn()
     times = {name: {kind: [] for kind in fns} for name, fns in runs.items()}
     for _ in range(repeats):  # interleaved in a new order each round, so that a slow
         for i in rng.permutation(len(jobs)):  # spell or a predecessor's garbage hits all
@@ -323,7 +341,8 @@ def bench(family: str, batch: int, steps: int, units: int, repeats: int, groups=
             times[name][kind].append(_time(fn))
     medians = {n: {k: float(np.median(v)) for k, v in t.items()} for n, t in times.items()}
     ratios = {n: {k: v / medians[reference][k] for k, v in m.items()} for n, m in medians.items()}
-    return {"batch": batch, "steps": steps, "units": units, "median_s": medians, "ratio": ratios}
+    result = {"batch": batch, "steps": steps, "units": units, "median_s": medians}
+    return {**result, "ratio": ratios, **({"failed": failed} if failed else {})}
 
 
 def check(family: str, batch: int = 64, steps: int = 100, units: int = 128) -> dict:
@@ -389,6 +408,8 @@ def _print_result(result: dict) -> None:
             for k in ("forward", "train")
         ]
         print(f"{name:<30}{cells[0]:>18}{cells[1]:>22}", flush=True)
+    for name, error in result.get("failed", {}).items():
+        print(f"{name:<30}  failed: {error}", flush=True)
 
 
 def markdown(report: dict) -> str:
@@ -396,7 +417,7 @@ def markdown(report: dict) -> str:
     tables = []
     for family in dict.fromkeys(r.get("family", "lstm") for r in report["results"]):
         rows = [r for r in report["results"] if r.get("family", "lstm") == family]
-        names = list(rows[0]["ratio"])
+        names = list(dict.fromkeys(name for r in rows for name in r["ratio"]))
         lines = [
             "| B, T, units | " + " | ".join(names) + " |",
             "|" + " --- |" * (len(names) + 1),
@@ -404,7 +425,10 @@ def markdown(report: dict) -> str:
         for r in rows:
             cells = [" / ".join(f"{v * 1000:.1f}" for v in r["median_s"][names[0]].values())]
             cells[0] += " ms"
-            cells += [" / ".join(f"{v:.2f}" for v in r["ratio"][n].values()) for n in names[1:]]
+            cells += [
+                " / ".join(f"{v:.2f}" for v in r["ratio"][n].values()) if n in r["ratio"] else "-"
+                for n in names[1:]
+            ]
             lines.append(
                 f"| {r['batch']}, {r['steps']}, {r['units']} | " + " | ".join(cells) + " |"
             )

@@ -37,6 +37,28 @@ def test_gate_dashboards_writes_every_kind_of_dashboard(tmp_path):
     )
 
 
+def test_bench_reports_a_row_that_cannot_run_and_times_the_rest(monkeypatch, capsys):
+    bench = _load("bench")
+
+    def out_of_memory():
+        raise MemoryError("out of device memory\nmore")
+
+    runs = bench._flow_runs
+    monkeypatch.setattr(
+        bench, "_flow_runs", lambda *a: {**runs(*a), "doomed": {"forward": out_of_memory}}
+    )
+    result = bench.bench("lstm", 4, 5, 3, repeats=1, groups=("layers",))
+    assert result["failed"] == {"doomed": "MemoryError: out of device memory"}
+    assert "doomed" not in result["median_s"] and "kgates LSTM" in result["median_s"]
+    bench._print_result(result)
+    assert "doomed                          failed: MemoryError" in capsys.readouterr().out
+    second = {**result, "ratio": {**result["ratio"], "doomed": {"forward": 2.0}}}
+    table = bench.markdown(
+        {"results": [{**result, "family": "lstm"}, {**second, "family": "lstm"}]}
+    )
+    assert table.splitlines()[0].endswith("| doomed |") and table.splitlines()[2].endswith("| - |")
+
+
 def _timed(**rows) -> dict:
     return {name: {"forward": seconds} for name, seconds in rows.items()}
 
