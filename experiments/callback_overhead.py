@@ -142,13 +142,14 @@ def choices(bench: dict, checks: dict | None = None) -> dict:
     run (its LSTM at the most units it timed): `counting` ("scatter", "spread",
     "compare"), `one_pass` (the gradient flow) and `triton_scan`, this only where
     `checks` (`gpu_checks.py`'s results) hold the Triton scan and they all passed.
-    None where the run did not time the rows to choose between."""
+    Among the ways the run timed (a row that failed there is not); None where it
+    did not time the default and another."""
     runs = [r for r in bench.get("results", []) if r["family"] == "lstm"]
     times = max(runs, key=lambda r: r["units"])["median_s"] if runs else {}
 
-    def fastest(rows: dict):  # {choice: row}: the choice whose row took least
+    def fastest(rows: dict):  # {choice: row}, the default first: the one that took least
         timed = {choice: times[row]["forward"] for choice, row in rows.items() if row in times}
-        return min(timed, key=timed.get) if len(timed) == len(rows) else None
+        return min(timed, key=timed.get) if len(timed) > 1 and next(iter(rows)) in timed else None
 
     numbers = "dashboard numbers(keras LSTM)"
     cases = (checks or {}).get("cases", [])
