@@ -142,8 +142,8 @@ def choices(bench: dict, checks: dict | None = None) -> dict:
     run (its LSTM at the most units it timed): `counting` ("scatter", "spread",
     "compare"), `one_pass` (the gradient flow) and `triton_scan`, this only where
     `checks` (`gpu_checks.py`'s results) hold the Triton scan and they all passed.
-    Among the ways the run timed (a row that failed there is not); None where it
-    did not time the default and another."""
+    Among the ways the run timed (a row that failed there is not) and the checks did
+    not find wrong; None where it did not time the default and another."""
     runs = [r for r in bench.get("results", []) if r["family"] == "lstm"]
     times = max(runs, key=lambda r: r["units"])["median_s"] if runs else {}
 
@@ -158,10 +158,10 @@ def choices(bench: dict, checks: dict | None = None) -> dict:
     one_pass = "gradient flow, one pass" + (", Triton scan" if triton else "")
     counts = {"scatter": numbers, "spread": "dashboard numbers, spread"}
     counts["compare"] = "dashboard numbers, compare"
-    if "dashboard numbers, spread" not in times:  # torch: bincount, no candidates
-        counts = {"scatter": numbers}
+    wrong = {c["family"][len("bucket counts, ") :] for c in cases if not c["ok"]}
+    counts = {way: row for way, row in counts.items() if way == "scatter" or way not in wrong}
     return {
-        "counting": fastest(counts) if len(counts) > 1 else None,
+        "counting": fastest(counts),
         "one_pass": fastest({True: one_pass, False: "gradient flow, unrolled"}),
         "triton_scan": bool(triton),
     }

@@ -12,9 +12,10 @@ GPU with TF32 off, see TOLERANCE) and exits 1 if any case fails.
 
 On torch where Triton runs, the cases run again with the c scan as one Triton
 kernel (`kgates.cells._backend.FUSED_SCAN`), after a check of that scan alone
-against a float64 loop, values and gradients. Last, an LSTM's gradient flow in
-one pass of its layer (the fused kernel, what a GPU takes) against the cell
-unrolled step by step, on the device.
+against a float64 loop, values and gradients. Before that, an LSTM's gradient
+flow in one pass of its layer (the fused kernel, what a GPU takes) against the
+cell unrolled step by step, on the device, and the dashboards' bucket counts by
+every way of counting (`kgates.cells._backend.COUNTING`) against NumPy, exactly.
 """
 
 from __future__ import annotations
@@ -116,9 +117,36 @@ def scan_case(rng) -> dict:
     }
 
 
+def counting_case(method: str, entries: int, rng) -> dict:
+    """The dashboards' bucket counts made on the device by `method`
+    (`kgates.cells._backend.COUNTING`) against NumPy's bincount, exactly: two rows
+    of `entries` (on a GPU past 2**24, where float32 sums of ones stop), most of
+    them in one bucket, a few left out."""
+    from kgates.cells import _backend
+
+    index = np.where(rng.random((2, entries)) < 0.99, 7, rng.integers(0, 30, (2, entries)))
+    on = rng.random((2, entries)) < 0.999
+    got = _backend.bucket_counts(
+        keras.ops.convert_to_tensor(index.astype("int32")),
+        keras.ops.convert_to_tensor(on),
+        30,
+        method,
+    )
+    want = np.stack([np.bincount(i[k], minlength=30) for i, k in zip(index, on)])
+    difference = float(np.max(np.abs(keras.ops.convert_to_numpy(got).astype(np.int64) - want)))
+    return {
+        "family": f"bucket counts, {method}",
+        "return_sequences": None,
+        "masked": None,
+        "shape_ok": True,
+        "max_difference": difference,
+        "ok": difference == 0.0,
+    }
+
+
 def flow_case(masked: bool, rng) -> dict:
     """kgates.gradient_flow of a Keras LSTM on the device, one pass of the layer (what
-    a GPU takes) against the cell unrolled step by step (tests/test_lstmflow.py holds
+    a GPU takes) against the cell unrolled step by step (tests/test_onepass.py holds
     the two together, tests/test_gradflow.py the unrolled one to finite differences):
     largest |difference| of the norms over the largest norm, h and c."""
     from kgates.inspect import _gradflow
@@ -162,6 +190,8 @@ def main(argv=None) -> list[dict]:
     cases = list(itertools.product(("lstm", "gru"), (True, False), (False, True)))
     results = [case(*c, rng) for c in cases]
     results += [flow_case(masked, rng) for masked in (False, True)]
+    entries = 2**24 + 7 if device == "gpu" else 10_007  # past float32's integers on a GPU
+    results += [counting_case(m, entries, rng) for m in kgates.cells._backend.COUNTING_METHODS]
     if kgates.cells._backend.fused_scan_available(keras.ops.zeros((1,))):
         results.append(scan_case(rng))
         kgates.cells._backend.FUSED_SCAN = True

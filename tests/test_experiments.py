@@ -88,6 +88,8 @@ def test_callback_overhead_chooses_the_faster_row_of_the_most_units():
     del large["dashboard numbers, compare"]  # failed there (out of memory, say)
     bench["results"][0]["median_s"] = _timed(**large)
     assert choices(bench)["counting"] == "spread"
+    wrong = {"cases": [{"family": "bucket counts, spread", "ok": False}]}
+    assert choices(bench, wrong)["counting"] is None  # the default (scatter): nothing else
     # torch: bincount only; the Triton scan where the checks hold it and all passed
     rows = {NUMBERS: 0.1, "dashboard numbers, Triton scan": 0.05, FLOW: 0.3}
     rows.update({f"{FLOW}, Triton scan": 0.08, "gradient flow, unrolled": 0.2})
@@ -133,7 +135,7 @@ def test_callback_overhead_reports_its_measures(tmp_path):
 
 def test_gpu_checks_hold_bidirectional_gates_to_the_references(tmp_path):
     results = _load("gpu_checks").main(["--json", str(tmp_path / "c.json")])
-    assert len(results) == 10 and all(r["ok"] for r in results)
+    assert len(results) == 13 and all(r["ok"] for r in results)
     assert all(r["max_difference"] < 1e-5 for r in results)  # float32 on a CPU
     assert json.load(open(tmp_path / "c.json"))["cases"] == results
 
