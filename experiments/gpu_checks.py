@@ -21,10 +21,12 @@ every way of counting (`kgates.cells._backend.COUNTING`) against NumPy, exactly.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
 import sys
+import time
 
 import keras
 import numpy as np
@@ -126,15 +128,22 @@ def counting_case(method: str, entries: int, rng) -> dict:
 
     index = np.where(rng.random((2, entries)) < 0.99, 7, rng.integers(0, 30, (2, entries)))
     on = rng.random((2, entries)) < 0.999
-    got = _backend.bucket_counts(
-        keras.ops.convert_to_tensor(index.astype("int32")),
-        keras.ops.convert_to_tensor(on),
-        30,
-        method,
-    )
+    count = functools.partial(_backend.bucket_counts, bins=30, method=method)
+    if keras.backend.backend() == "jax":  # compiled, as in the dashboards
+        import jax
+
+        count = jax.jit(count)
+    args = keras.ops.convert_to_tensor(index.astype("int32")), keras.ops.convert_to_tensor(on)
+    got = keras.ops.convert_to_numpy(count(*args))
+    seconds = []
+    for _ in range(3):  # what it takes (the result on the host: the device is done)
+        start = time.perf_counter()
+        keras.ops.convert_to_numpy(count(*args))
+        seconds.append(time.perf_counter() - start)
     want = np.stack([np.bincount(i[k], minlength=30) for i, k in zip(index, on)])
-    difference = float(np.max(np.abs(keras.ops.convert_to_numpy(got).astype(np.int64) - want)))
+    difference = float(np.max(np.abs(got.astype(np.int64) - want)))
     return {
+        "seconds": float(np.median(seconds)),
         "family": f"bucket counts, {method}",
         "return_sequences": None,
         "masked": None,
@@ -213,6 +222,13 @@ def main(argv=None) -> list[dict]:
             f"| {r['family']} | {r['return_sequences']} | {r['masked']} | "
             f"{'ok' if r['shape_ok'] else 'WRONG'} | {difference} | {'yes' if r['ok'] else 'NO'} |"
         )
+    counted = [r for r in results if "seconds" in r]
+    print(
+        f"bucket counts of 2 x {entries} entries into 30 buckets (median of 3): "
+        + ", ".join(
+            f"{r['family'][len('bucket counts, ') :]} {r['seconds'] * 1e3:.2f} ms" for r in counted
+        )
+    )
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
