@@ -331,6 +331,11 @@ def bench(family: str, batch: int, steps: int, units: int, repeats: int, groups=
                 raise
             failed[name] = f"{type(error).__name__}: {(str(error) or '-').splitlines()[0][:300]}"
             gc.collect()
+            if keras.backend.backend() == "torch":  # what torch keeps cached, back
+                import torch
+
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
     runs = {name: fns for name, fns in runs.items() if name not in failed}
     jobs = [(name, kind, fn) for name, fns in runs.items() for kind, fn in fns.items()]
     times = {name: {kind: [] for kind in fns} for name, fns in runs.items()}

@@ -141,9 +141,10 @@ def choices(bench: dict, checks: dict | None = None) -> dict:
     """The faster way of each per-device choice, from a `bench.py --variants trace flow`
     run (its LSTM at the most units it timed): `counting` ("scatter", "spread",
     "compare"), `one_pass` (the gradient flow) and `triton_scan`, this only where
-    `checks` (`gpu_checks.py`'s results) hold the Triton scan and they all passed.
-    Among the ways the run timed (a row that failed there is not) and the checks did
-    not find wrong; None where it did not time the default and another."""
+    `checks` (`gpu_checks.py`'s results) hold the Triton scan and its cases all
+    passed. Among the ways of counting, the default and those the checks found
+    right, that the run timed (a row that failed there is not); None where it did
+    not time the default and another."""
     runs = [r for r in bench.get("results", []) if r["family"] == "lstm"]
     times = max(runs, key=lambda r: r["units"])["median_s"] if runs else {}
 
@@ -151,15 +152,17 @@ def choices(bench: dict, checks: dict | None = None) -> dict:
         timed = {choice: times[row]["forward"] for choice, row in rows.items() if row in times}
         return min(timed, key=timed.get) if len(timed) > 1 and next(iter(rows)) in timed else None
 
-    numbers = "dashboard numbers(keras LSTM)"
+    numbers, counted = "dashboard numbers(keras LSTM)", "bucket counts, "
     cases = (checks or {}).get("cases", [])
-    checked = any("Triton" in c["family"] for c in cases) and all(c["ok"] for c in cases)
+    layers = [c for c in cases if not c["family"].startswith(counted)]  # and the scans
+    checked = any("Triton" in c["family"] for c in layers) and all(c["ok"] for c in layers)
     triton = checked and fastest({True: "dashboard numbers, Triton scan", False: numbers})
     one_pass = "gradient flow, one pass" + (", Triton scan" if triton else "")
+    right = {c["family"][len(counted) :] for c in cases if c["family"].startswith(counted)}
+    right -= {c["family"][len(counted) :] for c in cases if not c["ok"]}
     counts = {"scatter": numbers, "spread": "dashboard numbers, spread"}
     counts["compare"] = "dashboard numbers, compare"
-    wrong = {c["family"][len("bucket counts, ") :] for c in cases if not c["ok"]}
-    counts = {way: row for way, row in counts.items() if way == "scatter" or way not in wrong}
+    counts = {way: row for way, row in counts.items() if way == "scatter" or way in right}
     return {
         "counting": fastest(counts),
         "one_pass": fastest({True: one_pass, False: "gradient flow, unrolled"}),
@@ -201,7 +204,7 @@ def main(argv=None) -> dict:
             parser.error("--choose-from: a bench.py JSON, then optionally a gpu_checks.py JSON")
         try:
             chosen = choices(*(_read(path) for path in args.choose_from))
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             parser.error(f"--choose-from: not a bench.py and gpu_checks.py JSON ({error!r})")
     chosen["counting"] = args.counting or chosen["counting"]
     if args.flow:

@@ -12,7 +12,9 @@
 # when time is left. The parts:
 #   1. the Bidirectional check (JAX, torch; float32, TF32 off, tolerance 1e-4), on
 #      torch also the Triton scan against float64 and the LSTM cases through it;
-#      then an LSTM's gradient flow in one pass of its layer against the unrolled cell;
+#      then an LSTM's gradient flow in one pass of its layer against the unrolled cell,
+#      and the bucket counts by every way of counting against NumPy (2 x 2^24+7 entries,
+#      exactly; each way timed);
 #   4. the trace, the dashboards' numbers (on JAX also with the bucket counts spread or
 #      by compare and sum), the c scans and the gradient flow (one pass and unrolled)
 #      at B=256 (the dashboards' default probe), T=500, units 512 (then 128);

@@ -66,6 +66,10 @@ def _timed(**rows) -> dict:
 NUMBERS, FLOW = "dashboard numbers(keras LSTM)", "gradient flow, one pass"
 
 
+def _case(family: str, ok: bool = True) -> dict:  # a gpu_checks.py result
+    return {"family": family, "ok": ok}
+
+
 def test_callback_overhead_chooses_the_faster_row_of_the_most_units():
     choices = _load("callback_overhead").choices
     small = {
@@ -84,21 +88,27 @@ def test_callback_overhead_chooses_the_faster_row_of_the_most_units():
             {"family": "gru", "units": 1024, "median_s": _timed(**small)},
         ]
     }
-    assert choices(bench) == {"counting": "compare", "one_pass": False, "triton_scan": False}
+    counted = {"cases": [_case("bucket counts, spread"), _case("bucket counts, compare")]}
+    assert choices(bench, counted) == {
+        "counting": "compare",
+        "one_pass": False,
+        "triton_scan": False,
+    }
+    assert choices(bench)["counting"] is None  # unchecked ways: the default
     del large["dashboard numbers, compare"]  # failed there (out of memory, say)
     bench["results"][0]["median_s"] = _timed(**large)
-    assert choices(bench)["counting"] == "spread"
-    wrong = {"cases": [{"family": "bucket counts, spread", "ok": False}]}
-    assert choices(bench, wrong)["counting"] is None  # the default (scatter): nothing else
+    assert choices(bench, counted)["counting"] == "spread"
+    counted["cases"][0]["ok"] = False  # spread counted wrong on the device
+    assert choices(bench, counted)["counting"] is None  # the default (scatter): nothing else
     # torch: bincount only; the Triton scan where the checks hold it and all passed
     rows = {NUMBERS: 0.1, "dashboard numbers, Triton scan": 0.05, FLOW: 0.3}
     rows.update({f"{FLOW}, Triton scan": 0.08, "gradient flow, unrolled": 0.2})
     torch = {"results": [{"family": "lstm", "units": 512, "median_s": _timed(**rows)}]}
-    cases = [{"family": "lstm", "ok": True}, {"family": "lstm, Triton scan", "ok": True}]
-    checks = {"cases": cases}
+    cases = [_case("lstm"), _case("lstm, Triton scan"), _case("bucket counts, spread", False)]
+    checks = {"cases": cases}  # (a way of counting found wrong has nothing to do with Triton)
     assert choices(torch, checks) == {"counting": None, "one_pass": True, "triton_scan": True}
     assert choices(torch) == {"counting": None, "one_pass": False, "triton_scan": False}
-    checks = {"cases": [*cases, {"family": "lstm", "ok": False}]}
+    checks = {"cases": [*cases, _case("lstm", False)]}
     assert choices(torch, checks)["triton_scan"] is False
     assert choices({"results": []}) == {"counting": None, "one_pass": None, "triton_scan": False}
 
@@ -117,7 +127,9 @@ def test_callback_overhead_reports_its_measures(tmp_path):
     bench.write_text(
         json.dumps({"results": [{"family": "lstm", "units": 8, "median_s": _timed(**rows)}]})
     )
-    args = ["--smoke", "--json", str(tmp_path / "r.json"), "--choose-from", str(bench)]
+    checks = tmp_path / "checks.json"
+    checks.write_text(json.dumps({"cases": [_case("bucket counts, compare")]}))
+    args = ["--smoke", "--json", str(tmp_path / "r.json"), "--choose-from", str(bench), str(checks)]
     result = _load("callback_overhead").main([*args, "--flow", "unrolled"])  # given: it wins
     assert result["choices"] == {"counting": "compare", "one_pass": False, "triton_scan": False}
     assert _backend.COUNTING is None and gradflow.ONE_PASS is None  # as they were

@@ -69,6 +69,7 @@ def test_device_summaries_equal_the_numpy_statistics_of_the_trace(
         assert set(got["first"]) == set(gates)
         for key, values in gates.items():
             _assert_histogram(got[key], values)
+            assert got[key]["num"].dtype == got[key]["counts"].dtype == np.int32  # exact counts
             np.testing.assert_allclose(
                 float(got[key]["sum"] / got[key]["num"]), want[key]["mean"], rtol=1e-5
             )
@@ -202,7 +203,9 @@ def test_bucket_counts_stay_exact_past_float32s_integers(method):
     np.testing.assert_array_equal(got, [[3, n - 3]])
 
 
-def test_histogram_counts_stay_exact_past_float32s_integers():
+@pytest.mark.parametrize("method", _backend.COUNTING_METHODS)
+def test_histogram_counts_stay_exact_past_float32s_integers(method, monkeypatch):
+    monkeypatch.setattr(_backend, "COUNTING", method)
     n = 2**24 + 7
     values = keras.ops.concatenate([keras.ops.ones((1, n - 3)), keras.ops.zeros((1, 3))], axis=1)
     got = histograms(values, keras.ops.ones((1, n)), bins=2)

@@ -135,7 +135,8 @@ def bucket_counts(index, on, bins: int, method: str | None = None):
     """`(rows, bins)` int32: how many entries of each row of `index` `(rows, n)`, int32
     with 0 <= index < bins, fall in each bucket, counting only where `on` (bool,
     the same shape) holds, by `method` (default `counting()`). Integers: float32
-    sums of ones stop growing at 2**24 (16.8 M), which a GPU probe's gate passes."""
+    sums of ones stop growing at 2**24 (16.8 M), which a GPU probe's gate passes
+    (int32 holds a row of up to 2**31 - 1 entries)."""
     method = method or counting()
     rows = index.shape[0]
     if method == "compare":

@@ -57,7 +57,7 @@ def order_statistics(values, weight, ranks, bins: int | None = None, passes: int
     holds the rank. Counting is linear in the entries, where a sort (the exact way)
     costs more than the rest of the dashboards together on a CPU. By default 2
     passes of 1024 buckets, or 4 of 32 when counting compares (`counting()`): the
-    same resolution, 2**20, for a 32nd of the comparisons."""
+    same resolution, 2**20, for a 16th of the comparisons."""
     if bins is None or passes is None:
         bins, passes = (32, 4) if counting() == "compare" else (1024, 2)
     ranks = ops.convert_to_tensor(ranks, "int32")
