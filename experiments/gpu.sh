@@ -58,9 +58,10 @@ part() {  # part N: run part N
   3)
     for backend in jax torch; do  # with the choices of parts 4 and 1, where they ran
       local choose=()
-      [ -f "$OUT/trace_$backend.json" ] && choose=(--choose-from "$OUT/trace_$backend.json")
-      [ -f "$OUT/trace_$backend.json" ] && [ -f "$OUT/checks_$backend.json" ] &&
-        choose+=("$OUT/checks_$backend.json")
+      if [ -f "$OUT/trace_$backend.json" ]; then
+        choose=(--choose-from "$OUT/trace_$backend.json")
+        [ -f "$OUT/checks_$backend.json" ] && choose+=("$OUT/checks_$backend.json")
+      fi
       step 90 $backend python3 experiments/callback_overhead.py --size gpu ${choose[@]+"${choose[@]}"} \
         --json "$OUT/overhead_$backend.json"
     done

@@ -126,6 +126,8 @@ def counting_case(method: str, entries: int, rng) -> dict:
     them in one bucket, a few left out."""
     from kgates.cells import _backend
 
+    family = f"bucket counts, {method}"
+    row = {"family": family, "return_sequences": None, "masked": None, "shape_ok": True}
     index = np.where(rng.random((2, entries)) < 0.99, 7, rng.integers(0, 30, (2, entries)))
     on = rng.random((2, entries)) < 0.999
     count = functools.partial(_backend.bucket_counts, bins=30, method=method)
@@ -133,24 +135,22 @@ def counting_case(method: str, entries: int, rng) -> dict:
         import jax
 
         count = jax.jit(count)
-    args = keras.ops.convert_to_tensor(index.astype("int32")), keras.ops.convert_to_tensor(on)
-    got = keras.ops.convert_to_numpy(count(*args))
-    seconds = []
-    for _ in range(3):  # what it takes (the result on the host: the device is done)
-        start = time.perf_counter()
-        keras.ops.convert_to_numpy(count(*args))
-        seconds.append(time.perf_counter() - start)
+    try:
+        args = keras.ops.convert_to_tensor(index.astype("int32")), keras.ops.convert_to_tensor(on)
+        got = keras.ops.convert_to_numpy(count(*args))
+        seconds = []
+        for _ in range(3):  # what it takes (the result on the host: the device is done)
+            start = time.perf_counter()
+            keras.ops.convert_to_numpy(count(*args))
+            seconds.append(time.perf_counter() - start)
+    except Exception as error:  # e.g. out of device memory: a failed case, the rest go on
+        message = f"{type(error).__name__}: {(str(error) or '-').splitlines()[0][:200]}"
+        print(f"{family}: {message}")
+        return {**row, "max_difference": None, "ok": False, "error": message}
     want = np.stack([np.bincount(i[k], minlength=30) for i, k in zip(index, on)])
     difference = float(np.max(np.abs(got.astype(np.int64) - want)))
-    return {
-        "seconds": float(np.median(seconds)),
-        "family": f"bucket counts, {method}",
-        "return_sequences": None,
-        "masked": None,
-        "shape_ok": True,
-        "max_difference": difference,
-        "ok": difference == 0.0,
-    }
+    row.update(max_difference=difference, ok=difference == 0.0)
+    return {**row, "seconds": float(np.median(seconds))}
 
 
 def flow_case(masked: bool, rng) -> dict:
@@ -200,23 +200,7 @@ def main(argv=None) -> list[dict]:
     results = [case(*c, rng) for c in cases]
     results += [flow_case(masked, rng) for masked in (False, True)]
     entries = 2**24 + 7 if device == "gpu" else 10_007  # past float32's integers on a GPU
-    for method in kgates.cells._backend.COUNTING_METHODS:
-        try:
-            results.append(counting_case(method, entries, rng))
-        except Exception as error:  # e.g. out of device memory: a failed case, the rest go on
-            message = f"{type(error).__name__}: {(str(error) or '-').splitlines()[0][:200]}"
-            print(f"bucket counts, {method}: {message}")
-            results.append(
-                {
-                    "family": f"bucket counts, {method}",
-                    "return_sequences": None,
-                    "masked": None,
-                    "shape_ok": True,
-                    "max_difference": None,
-                    "ok": False,
-                    "error": message,
-                }
-            )
+    results += [counting_case(m, entries, rng) for m in kgates.cells._backend.COUNTING_METHODS]
     if kgates.cells._backend.fused_scan_available(keras.ops.zeros((1,))):
         results.append(scan_case(rng))
         kgates.cells._backend.FUSED_SCAN = True

@@ -141,7 +141,7 @@ def bucket_counts(index, on, bins: int, method: str | None = None):
     rows = index.shape[0]
     if method == "compare":
         hits = ops.logical_and(on[..., None], index[..., None] == ops.arange(bins, dtype="int32"))
-        return ops.cast(ops.sum(ops.cast(hits, "int32"), axis=1), "int32")
+        return ops.sum(ops.cast(hits, "int32"), axis=1)
     flat = ops.where(on, index + ops.arange(rows, dtype="int32")[:, None] * bins, rows * bins)
     total = rows * bins + 1  # off: into one spare bucket
     if method == "spread":
@@ -150,7 +150,7 @@ def bucket_counts(index, on, bins: int, method: str | None = None):
         counts = ops.sum(ops.reshape(counts, (total, SPREAD)), axis=1)
     else:
         counts = _scatter_count(ops.reshape(flat, (-1,)), total)
-    return ops.reshape(ops.cast(counts[:-1], "int32"), (rows, bins))
+    return ops.reshape(counts[:-1], (rows, bins))
 
 
 def has_own_loop(backend: str, device: str) -> bool:

@@ -41,7 +41,7 @@ def histograms(values, weight, bins: int = BINS) -> dict:
     index = ops.clip((values - start[:, None]) * (bins / width)[:, None], 0, bins - 1)
     counts = bucket_counts(ops.cast(index, "int32"), on, bins)  # >= 0: the cast is the floor
     return {
-        "num": ops.cast(ops.sum(counts, axis=1), "int32"),
+        "num": ops.sum(counts, axis=1),
         "sum": ops.sum(values, axis=1),
         "sum_squares": ops.sum(values * values, axis=1),
         "min": low,
@@ -157,7 +157,7 @@ class PartSummaries(keras.layers.Layer):
         real = valid[None, ..., None]
         weight = ops.cast(finite, "float32") * real
         bad = ops.logical_and(real > 0, ops.logical_not(finite))
-        out["nonfinite"] = ops.cast(ops.sum(ops.cast(bad, "int32")), "int32")
+        out["nonfinite"] = ops.sum(ops.cast(bad, "int32"))
         rows = len(keys)
         flat = histograms(ops.reshape(stacked, (rows, -1)), ops.reshape(weight, (rows, -1)))
         for row, key in enumerate(keys):
