@@ -70,6 +70,7 @@ import os
 import platform
 import time
 from functools import partial
+from unittest import mock
 
 import keras
 import numpy as np
@@ -184,28 +185,14 @@ def _scan_model(method, steps, units):
     return keras.Model(inputs, _Scan(method, units)(inputs)[:, -1])
 
 
-def _with_fused_scan(fn):
-    """`fn`, run with torch's sequential scan fused into one Triton kernel each way."""
+def _with(setting: str, value, fn):
+    """`fn`, run with `kgates.cells._backend.<setting>` set to `value` (e.g. FUSED_SCAN:
+    torch's sequential scan as one Triton kernel each way; COUNTING: how buckets are
+    counted), as it was after."""
 
     def run():
-        _backend.FUSED_SCAN = True
-        try:
+        with mock.patch.object(_backend, setting, value):
             return fn()
-        finally:
-            _backend.FUSED_SCAN = False
-
-    return run
-
-
-def _with_counting(method: str, fn):
-    """`fn` run with the bucket counts made by `method` (`_backend.COUNTING`)."""
-
-    def run():
-        _backend.COUNTING, default = method, _backend.COUNTING
-        try:
-            return fn()
-        finally:
-            _backend.COUNTING = default
 
     return run
 
@@ -253,13 +240,15 @@ def _trace_runs(family: str, units: int, steps: int, x, groups) -> dict:
             rows = {"trace on device": "trace(keras LSTM) on device"}
             rows["dashboard numbers"] = "dashboard numbers(keras LSTM)"
             for short, row in rows.items():
-                runs[f"{short}, Triton scan"] = {"forward": _with_fused_scan(runs[row]["forward"])}
+                runs[f"{short}, Triton scan"] = {
+                    "forward": _with("FUSED_SCAN", True, runs[row]["forward"])
+                }
         if keras.backend.backend() != "torch":  # (torch counts with bincount, eagerly)
             # The same with the bucket counts spread over copies of the buckets, or by
             # compare and sum (`_backend.COUNTING`), candidates for GPUs.
             for method in ("spread", "compare"):
                 counted = kgates.Tracer(stock)
-                run = _with_counting(method, partial(counted.summaries, x))
+                run = _with("COUNTING", method, partial(counted.summaries, x))
                 runs[f"dashboard numbers, {method}"] = {"forward": run}
     if "numpy" in groups:  # as it was done before: every gate to the host, then NumPy
         runs["dashboard numbers via NumPy"] = {"forward": lambda: _numbers_on_the_host(tracer, x)}
@@ -277,16 +266,15 @@ def _flow_runs(family: str, units: int, steps: int, x, groups) -> dict:
     ways = {"one pass": True, "unrolled": False}
     runs = {}
     for way, one_pass in ways.items():
-        gradflow.ONE_PASS = one_pass  # read once, at a part's first call
-        try:
-            flow = kgates.GradientFlow(model)
+        flow = kgates.GradientFlow(model)
+        with mock.patch.object(gradflow, "ONE_PASS", one_pass):  # read at a part's first call
             flow(x)
-        finally:
-            gradflow.ONE_PASS = None
         runs[f"gradient flow, {way}"] = {"forward": lambda f=flow: f(x)}
     if family == "lstm" and _backend.fused_scan_available(keras.ops.zeros((1,))):
         one_pass = runs["gradient flow, one pass"]["forward"]
-        runs["gradient flow, one pass, Triton scan"] = {"forward": _with_fused_scan(one_pass)}
+        runs["gradient flow, one pass, Triton scan"] = {
+            "forward": _with("FUSED_SCAN", True, one_pass)
+        }
     return runs
 
 
@@ -309,7 +297,9 @@ def bench(family: str, batch: int, steps: int, units: int, repeats: int, groups=
     triton = family == "lstm" and _backend.fused_scan_available(keras.ops.zeros((1,)))
     if triton and "layers" in groups:
         name = "kgates LSTM+gates"
-        runs[f"{name}, Triton scan"] = {k: _with_fused_scan(f) for k, f in runs[name].items()}
+        runs[f"{name}, Triton scan"] = {
+            k: _with("FUSED_SCAN", True, f) for k, f in runs[name].items()
+        }
     runs.update(_trace_runs(family, units, steps, x, groups))
     runs.update(_flow_runs(family, units, steps, x, groups))
     if "scan" in groups and family == "lstm":  # c from (f, i*g): which is faster
@@ -318,7 +308,7 @@ def bench(family: str, batch: int, steps: int, units: int, repeats: int, groups=
             runs[f"c scan, {method}"] = {"forward": lambda m=scan: m.predict_on_batch(x[..., :1])}
         if triton:
             runs["c scan, sequential, Triton"] = {
-                "forward": _with_fused_scan(runs["c scan, sequential"]["forward"])
+                "forward": _with("FUSED_SCAN", True, runs["c scan, sequential"]["forward"])
             }
     failed = {}  # rows that could not run here, and why
     for name, fns in runs.items():

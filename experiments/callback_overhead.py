@@ -30,6 +30,7 @@ import json
 import platform
 import tempfile
 import time
+from unittest import mock
 
 import keras
 import numpy as np
@@ -160,9 +161,10 @@ def choices(bench: dict, checks: dict | None = None) -> dict:
     one_pass = "gradient flow, one pass" + (", Triton scan" if triton else "")
     right = {c["family"][len(counted) :] for c in cases if c["family"].startswith(counted)}
     right -= {c["family"][len(counted) :] for c in cases if not c["ok"]}
-    counts = {"scatter": numbers, "spread": "dashboard numbers, spread"}
-    counts["compare"] = "dashboard numbers, compare"
-    counts = {way: row for way, row in counts.items() if way == "scatter" or way in right}
+    counts = {"scatter": numbers}
+    counts.update(
+        {way: f"dashboard numbers, {way}" for way in ("spread", "compare") if way in right}
+    )
     return {
         "counting": fastest(counts),
         "one_pass": fastest({True: one_pass, False: "gradient flow, unrolled"}),
@@ -213,13 +215,12 @@ def main(argv=None) -> dict:
     if chosen["triton_scan"]:
         if not _backend.fused_scan_available(keras.ops.zeros((1,))):
             parser.error("--triton-scan: needs torch on CUDA with Triton installed")
-    saved = _backend.FUSED_SCAN, _backend.COUNTING, _gradflow.ONE_PASS
-    _backend.FUSED_SCAN = chosen["triton_scan"] or _backend.FUSED_SCAN
-    _backend.COUNTING, _gradflow.ONE_PASS = chosen["counting"], chosen["one_pass"]
-    try:
+    with (  # and as they were after
+        mock.patch.object(_backend, "FUSED_SCAN", chosen["triton_scan"] or _backend.FUSED_SCAN),
+        mock.patch.object(_backend, "COUNTING", chosen["counting"]),
+        mock.patch.object(_gradflow, "ONE_PASS", chosen["one_pass"]),
+    ):
         return measure(size, chosen, args.json)
-    finally:  # as they were
-        _backend.FUSED_SCAN, _backend.COUNTING, _gradflow.ONE_PASS = saved
 
 
 def measure(size: dict, chosen: dict, json_path: str | None = None) -> dict:

@@ -27,6 +27,7 @@ import json
 import os
 import sys
 import time
+from unittest import mock
 
 import keras
 import numpy as np
@@ -171,11 +172,8 @@ def flow_case(masked: bool, rng) -> dict:
     y = rng.normal(size=(16, 40, 2)).astype("float32")
     flows = {}
     for one_pass in (True, False):
-        _gradflow.ONE_PASS = one_pass
-        try:
+        with mock.patch.object(_gradflow, "ONE_PASS", one_pass):
             flows[one_pass] = kgates.gradient_flow(model, x, y)[layer.name]
-        finally:
-            _gradflow.ONE_PASS = None
     relative = max(
         float(np.max(np.abs(flows[True][k] - flows[False][k])) / np.max(flows[False][k]))
         for k in ("h", "c")

@@ -183,7 +183,7 @@ class GRUPass(OnePass):
         pre, forward = grads  # dL/d(pre-activation) of z, r, g at each step
         u = self.units
         z, r = forward[..., :u], forward[..., u:]
-        recurrent = ops.cast(self.layer.cell.recurrent_kernel, "float32")
+        recurrent = self.layer.cell.recurrent_kernel  # float32, as the layer
         dz, dr, dg = pre[..., :u], pre[..., u : 2 * u], pre[..., 2 * u :]
         if self.layer.cell.reset_after:
             back = ops.matmul(ops.concatenate([dz, dr, dg * r], axis=-1), ops.transpose(recurrent))
